@@ -1,0 +1,68 @@
+# Two commands on a fresh machine: `make demo` and `make test`.
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+# torch is installed before the project so that pip reuses it instead of resolving the
+# project's wide `torch>=2.4` range to a multi-GB CUDA build. Override on GPU machines,
+# e.g. `make install TORCH=torch==2.9.1`.
+TORCH ?= torch==2.13.0
+STAMP := $(VENV)/.installed
+
+.PHONY: help install demo test sync-check test-nbs test-py test-slow test-all bench clean
+
+help:
+	@echo "make demo   install into $(VENV) and run the main job on the embedded default"
+	@echo "make test   install if needed, then run every default test (what CI runs)"
+	@echo "make test-slow / test-all / bench / clean"
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml setup.py
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -c "import torch" 2>/dev/null || $(BIN)/python -m pip install -q "$(TORCH)"
+	$(BIN)/python -m pip install -q -e ".[dev]"
+	$(BIN)/python -m ipykernel install --sys-prefix --name python3 --display-name "Python 3 (recsys_lib)" >/dev/null
+	touch $@
+
+demo: install
+	$(BIN)/recsys demo
+
+test: install sync-check test-nbs test-py
+
+# Notebooks are the source of truth: cleaning and exporting them must change nothing.
+# Locally only changes made by these two commands count; in CI (CI=true) the tree must be clean.
+sync-check: install
+	@snapshot() { git status --porcelain --untracked-files=all; git diff | sha1sum; \
+	  git ls-files -o --exclude-standard -z | xargs -0 -r sha1sum; }; \
+	before="$$(snapshot)"; \
+	$(BIN)/nbdev-clean; \
+	$(BIN)/nbdev-export; \
+	after="$$(snapshot)"; \
+	if [ "$$before" != "$$after" ] || { [ -n "$${CI:-}" ] && [ -n "$$(git status --porcelain --untracked-files=all)" ]; }; then \
+	  echo "nbdev-clean/nbdev-export changed the tree: commit the cleaned notebooks and exported modules."; \
+	  git status --porcelain --untracked-files=all; exit 1; \
+	fi; \
+	echo "notebooks and recsys_lib/ are in sync"
+
+test-nbs: install
+	$(BIN)/nbdev-test --n-workers 2
+
+test-py: install
+	$(BIN)/pytest
+
+test-slow: install
+	$(BIN)/nbdev-test --n-workers 2 --flags "slow spark"
+	$(BIN)/pytest -m "slow or spark_heavy"
+
+test-all: test test-slow
+
+bench: install
+	$(BIN)/python benchmarks/bench_metrics.py
+
+clean:
+	rm -rf $(VENV) build *.egg-info .pytest_cache

@@ -1,0 +1,22 @@
+"Shared fixtures for the integration tests: the project root and the venv's console scripts."
+import os, sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+
+
+@pytest.fixture
+def root(): return ROOT
+
+
+@pytest.fixture
+def clean_env(tmp_path):
+    "Environment for subprocesses: no inherited RECSYS_* overrides, stores under tmp_path."
+    env = {k: v for k, v in os.environ.items() if not k.startswith('RECSYS_')}
+    env['RECSYS_SETTINGS'] = str(ROOT/'settings.ini')
+    env['RECSYS_LOCAL_DATA_DIR'] = str(tmp_path/'data')
+    env['RECSYS_LOCAL_RUNS_DIR'] = str(tmp_path/'runs')
+    return env
