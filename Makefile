@@ -61,8 +61,12 @@ test-slow: install
 
 test-all: test test-slow
 
+# Performance figures (minutes; see benchmarks/README.md). Not part of `make test`.
 bench: install
 	$(BIN)/python benchmarks/bench_metrics.py
+	$(BIN)/python benchmarks/bench_models.py
+	$(BIN)/python benchmarks/bench_inference.py
+	$(BIN)/python benchmarks/bench_sasrec.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache

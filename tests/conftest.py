@@ -19,4 +19,12 @@ def clean_env(tmp_path):
     env['RECSYS_SETTINGS'] = str(ROOT/'settings.ini')
     env['RECSYS_LOCAL_DATA_DIR'] = str(tmp_path/'data')
     env['RECSYS_LOCAL_RUNS_DIR'] = str(tmp_path/'runs')
+    env.update(isolated_tracking(tmp_path))
     return env
+
+
+def isolated_tracking(tmp_path) -> dict:
+    "Settings overrides that keep MLflow's store and artifacts under tmp_path."
+    db = f"sqlite:///{tmp_path/'mlflow.db'}"
+    return {'RECSYS_LOCAL_TRACKING_URI': db, 'RECSYS_LOCAL_REGISTRY_URI': db,
+            'RECSYS_LOCAL_ARTIFACT_DIR': str(tmp_path/'mlartifacts')}

@@ -8,8 +8,8 @@ def recsys(*args, env=None):
     return subprocess.run([str(BIN/'recsys'), *args], capture_output=True, text=True, env=env, timeout=300)
 
 
-def test_demo_prints_metrics_table(clean_env):
-    r = recsys('demo', '--preset', 'tiny', '--models', 'popularity', env=clean_env)
+def test_compare_prints_metrics_table(clean_env):
+    r = recsys('compare', '--preset', 'tiny', '--models', 'popularity', env=clean_env)
     assert r.returncode == 0, r.stderr
     lines = r.stdout.splitlines()
     header = next(l for l in lines if 'ndcg@10' in l).split()
@@ -21,9 +21,9 @@ def test_demo_prints_metrics_table(clean_env):
 
 
 def test_bad_input_exits_2_with_one_line(clean_env):
-    r = recsys('demo', '--preset', 'tiny', '--models', 'svd', env=clean_env)
+    r = recsys('compare', '--preset', 'tiny', '--models', 'svd', env=clean_env)
     assert r.returncode == 2
-    assert r.stderr.strip().splitlines()[-1] == "recsys demo: error: unknown model 'svd'; available: popularity, itemknn, ease, als"
+    assert r.stderr.strip().splitlines()[-1] == "recsys compare: error: unknown model 'svd'; available: popularity, itemknn, ease, als, sasrec"
 
 
 def test_version():

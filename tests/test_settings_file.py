@@ -17,8 +17,10 @@ def test_every_profile_loads(monkeypatch):
 
 
 def test_every_key_is_documented():
-    "Each key's line is preceded by a comment that starts with its type."
+    "Each key's line is preceded by a comment block that starts with its type."
     lines = (ROOT/'settings.ini').read_text().splitlines()
     for key, (kind, _) in SETTINGS_KEYS.items():
         i = next(i for i, l in enumerate(lines) if re.match(rf'{key}\s*=', l))
-        assert lines[i - 1].startswith(f'# {kind}:'), f"{key} lacks a '# {kind}: ...' comment above it"
+        first = i
+        while first > 0 and lines[first - 1].startswith('#'): first -= 1
+        assert first < i and lines[first].startswith(f'# {kind}:'), f"{key} lacks a '# {kind}: ...' comment above it"
