@@ -61,6 +61,14 @@ def test_demo_flow_end_to_end(clean_env, tmp_path, monkeypatch):
     from recsys_lib import tracking
     assert tracking.get_champion('e2e') == 2 and len(tracking.list_versions('e2e')) == 2
     assert 'PROMOTE' in tracking.get_version_report('e2e', 2)
+    # a worse challenger fails the gate, which changes no alias
+    r = recsys('run', ROOT/'pipelines'/'train.ipynb', '-p', 'preset', 'tiny', '-p', 'model', 'popularity',
+               '-p', 'registered_model', 'e2e', '--no-progress', env=clean_env)
+    assert r.returncode == 0 and "registered 'e2e' version 3" in r.stdout
+    r = recsys('promote', 'e2e', env=clean_env)
+    assert r.returncode == 1 and 'KEEP CHAMPION' in r.stdout
+    assert tracking.get_champion('e2e') == 2 and tracking.get_challenger('e2e') == 3
+    assert 'KEEP CHAMPION' in tracking.get_version_report('e2e', 3)
     # the published output covers every trained user
     published = tmp_path/'data'/'published'/'e2e'
     manifest = json.loads((published/'_manifest.json').read_text())
