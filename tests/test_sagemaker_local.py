@@ -1,0 +1,119 @@
+"""The SageMaker container path end to end on this machine: `run_local_job` stages the container contract, runs the
+real entrypoint (`python -m recsys_lib.sagemaker.entrypoint`) in a subprocess, and collects its outputs.
+
+Stores (runs, data, MLflow) of the `sagemaker-local` profile live under tmp_path; nothing touches the network.
+"""
+import json, subprocess, sys
+
+import pytest
+
+from recsys_lib.params import new_notebook
+from recsys_lib.sagemaker.local import run_local_job
+
+from conftest import BIN, ROOT, isolated_tracking
+
+
+@pytest.fixture
+def sm_env(tmp_path, monkeypatch):
+    "The sagemaker-local profile with its runs, data and MLflow stores under tmp_path; no inherited RECSYS_* overrides."
+    import os, tempfile
+    monkeypatch.setattr(tempfile, 'tempdir', str(tmp_path))   # emulated container roots (keep_root=True) land here
+    for k in [k for k in os.environ if k.startswith('RECSYS_')]: monkeypatch.delenv(k)
+    monkeypatch.setenv('RECSYS_SETTINGS', str(ROOT/'settings.ini'))
+    monkeypatch.setenv('RECSYS_SAGEMAKER_LOCAL_RUNS_DIR', str(tmp_path/'runs'))
+    monkeypatch.setenv('RECSYS_SAGEMAKER_LOCAL_DATA_DIR', str(tmp_path/'data'))
+    for k, v in isolated_tracking(tmp_path).items():
+        monkeypatch.setenv(k.replace('RECSYS_LOCAL_', 'RECSYS_SAGEMAKER_LOCAL_'), v)
+    return tmp_path
+
+
+@pytest.fixture
+def tiny(tmp_path):
+    return new_notebook(tmp_path/'tiny.ipynb', '''\
+epochs: int = 1  # passes
+lr: float = 0.1  # step
+opts: dict = {}  # options
+flag: bool = False  # a switch''', '''\
+from recsys_lib.runner import current_run_dir, log_metrics
+assert isinstance(epochs, int) and isinstance(lr, float) and isinstance(opts, dict) and flag is True
+log_metrics({'loss': epochs * lr * opts['scale']})
+(current_run_dir()/'model').mkdir(); (current_run_dir()/'model'/'w.json').write_text('[1, 2]')''')
+
+
+def test_entrypoint_import_is_free_of_the_sdk():
+    code = ("import sys, recsys_lib.sagemaker.entrypoint; "
+            "bad = [m for m in sys.modules if m.split('.')[0] in ('sagemaker', 'boto3', 'botocore')]; assert not bad, bad")
+    r = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+
+
+def test_tiny_notebook_succeeds_with_typed_parameters(sm_env, tiny):
+    res = run_local_job(tiny, {'epochs': 3, 'lr': 0.5, 'opts': {'scale': 2}, 'flag': True}, keep_root=True)
+    assert (res.status, res.exit_code, res.reason) == ('succeeded', 0, None)
+    assert res.metrics == {'loss': 3.0}
+    # the container saw strings only; the notebook got typed values
+    hps = json.loads((res.root/'input'/'config'/'hyperparameters.json').read_text())
+    assert hps == {'recsys_notebook': 'tiny.ipynb', 'epochs': '3', 'lr': '0.5', 'opts': '{"scale": 2}', 'flag': 'true'}
+    assert json.loads((res.run_dir/'params.json').read_text()) == {'epochs': 3, 'lr': 0.5, 'opts': {'scale': 2}, 'flag': True}
+    # collected under the profile's runs_dir like a local run, with the model and the job's record
+    assert res.run_dir.parent == sm_env/'runs'/'tiny'
+    assert {'tiny.ipynb', 'params.json', 'metrics.json', 'manifest.json', 'job.log', 'model'} <= {p.name for p in res.run_dir.iterdir()}
+    assert (res.run_dir/'model'/'w.json').read_text() == '[1, 2]'
+    manifest = json.loads((res.run_dir/'manifest.json').read_text())
+    assert manifest['status'] == 'succeeded' and manifest['job']['backend'] == 'sagemaker-local'
+    assert (res.root/'model.tar.gz').is_file() and (res.root/'output.tar.gz').is_file()
+    assert not (res.root/'output'/'failure').exists()
+    # the job's own stores stayed inside the container root
+    assert not (sm_env/'mlflow.db').exists() and not (sm_env/'data').exists()
+
+
+def test_failing_notebook_writes_failure_and_exits_nonzero(sm_env, tmp_path):
+    bad = new_notebook(tmp_path/'bad.ipynb', 'd: int = 0  # divisor', 'x = 1', 'x / d')
+    res = run_local_job(bad, keep_root=True)
+    reason = "notebook bad.ipynb failed: cell 4 raised ZeroDivisionError: division by zero"
+    assert (res.status, res.exit_code, res.reason) == ('failed', 1, reason)
+    assert (res.root/'output'/'failure').read_text().strip() == reason
+    assert not (res.run_dir/'model').exists() and not any((res.root/'model').iterdir())
+    manifest = json.loads((res.run_dir/'manifest.json').read_text())
+    assert manifest['status'] == 'failed' and manifest['job']['failure_reason'] == reason
+    assert (res.run_dir/'bad.ipynb').is_file()   # the executed notebook comes back with the failure
+
+
+def test_bad_hyperparameter_is_rejected_with_exit_2(sm_env, tiny):
+    res = run_local_job(tiny, {'epochs': 'three'}, keep_root=True)
+    assert (res.status, res.exit_code, res.run_dir) == ('rejected', 2, None)
+    failure = (res.root/'output'/'failure').read_text()
+    assert "parameter 'epochs' (int) got 'three'" in failure
+    assert not (sm_env/'runs').exists() or not any((sm_env/'runs').iterdir())
+
+
+def test_train_pipeline_through_the_container_then_registered(sm_env):
+    from recsys_lib import tracking
+    from recsys_lib.pipeline import register_run
+    res = run_local_job(ROOT/'pipelines'/'train.ipynb',
+                        {'preset': 'tiny', 'model': 'popularity', 'registered_model': 'sm-e2e'})
+    assert res.ok, (res.reason, (res.run_dir/'job.log').read_text()[-3000:] if res.run_dir else None)
+    assert res.metrics['test_ndcg@10'] > 0
+    assert (res.run_dir/'model'/'manifest.json').is_file()
+    split_dir = json.loads((res.run_dir/'records.json').read_text())['split_dir']
+    assert split_dir == str(res.run_dir/'split') and (res.run_dir/'split'/'split.parquet').is_file()
+    out = register_run(res.run_dir, 'sagemaker-local')
+    assert (out['registered_model'], out['version']) == ('sm-e2e', 1)
+    assert (sm_env/'mlflow.db').is_file()
+    model = tracking.load_registered_model('sm-e2e', version=1, profile='sagemaker-local')
+    assert type(model).__name__.lower().startswith('popularity')
+    assert not (sm_env/'data').exists()   # the job's data store was the container's
+
+
+def test_recsys_run_on_the_sagemaker_local_profile(sm_env):
+    "The command a scientist types: the same train notebook, the emulated container, the model registered."
+    import os
+    env = dict(os.environ)
+    r = subprocess.run([str(BIN/'recsys'), 'run',
+                        ROOT/'pipelines'/'train.ipynb', '--profile', 'sagemaker-local', '-p', 'preset', 'tiny',
+                        '-p', 'model', 'popularity', '-p', 'registered_model', 'sm-cli'], capture_output=True, text=True, env=env, timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert "registered 'sm-cli' version 1" in r.stdout
+    r = subprocess.run([str(BIN/'recsys'), 'run', ROOT/'pipelines'/'train.ipynb', '--profile', 'sagemaker'],
+                       capture_output=True, text=True, env=env, timeout=120)
+    assert r.returncode == 2 and "cannot submit to yet" in r.stderr
