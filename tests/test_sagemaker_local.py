@@ -4,7 +4,9 @@ real entrypoint (`python -m recsys_lib.sagemaker.entrypoint`) in a subprocess, a
 Stores (runs, data, MLflow) of the `sagemaker-local` profile live under tmp_path; nothing touches the network.
 """
 import json, subprocess, sys
+from pathlib import Path
 
+import pandas as pd
 import pytest
 
 from recsys_lib.params import new_notebook
@@ -114,6 +116,18 @@ def test_recsys_run_on_the_sagemaker_local_profile(sm_env):
                         '-p', 'model', 'popularity', '-p', 'registered_model', 'sm-cli'], capture_output=True, text=True, env=env, timeout=300)
     assert r.returncode == 0, r.stderr[-2000:]
     assert "registered 'sm-cli' version 1" in r.stdout
-    r = subprocess.run([str(BIN/'recsys'), 'run', ROOT/'pipelines'/'train.ipynb', '--profile', 'sagemaker'],
+    # batch inference runs as a processing job; the registered version travels as the job's model channel
+    r = subprocess.run([str(BIN/'recsys'), 'run', ROOT/'pipelines'/'batch_inference.ipynb', '--profile', 'sagemaker-local',
+                        '-p', 'registered_model', 'sm-cli', '-p', 'alias', 'challenger', '-p', 'k', '5'],
+                       capture_output=True, text=True, env=env, timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    run_dir = Path(r.stdout.strip().splitlines()[-1])
+    manifest = json.loads((run_dir/'manifest.json').read_text())
+    assert manifest['job']['mode'] == 'processing'
+    assert json.loads((run_dir/'params.json').read_text())['model_path'].endswith('/processing/input/model')
+    reco = pd.read_parquet(run_dir/'recommendations')
+    assert reco.groupby('user_id').size().eq(5).all() and reco.user_id.nunique() > 100
+    # a bad parameter for the cloud profile is refused before any AWS call (no credentials are needed to see it)
+    r = subprocess.run([str(BIN/'recsys'), 'run', ROOT/'pipelines'/'train.ipynb', '--profile', 'sagemaker', '-p', 'k', 'ten'],
                        capture_output=True, text=True, env=env, timeout=120)
-    assert r.returncode == 2 and "cannot submit to yet" in r.stderr
+    assert r.returncode == 2 and "parameter 'k' (int) got 'ten'" in r.stderr, r.stderr

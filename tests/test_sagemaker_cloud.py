@@ -1,0 +1,273 @@
+"""The SageMaker cloud path without AWS: request shapes and S3 staging against moto's in-process mock, and the job
+states moto cannot produce (failed, stopped, past its runtime, interrupted) against a small fake client injected
+into the backend. The job outputs the fakes report are real: produced by the container entrypoint through the
+`sagemaker-local` profile and put in the mocked bucket where SageMaker would upload them.
+
+Nothing here sends traffic: moto intercepts every boto3 call in-process.
+"""
+import json, os, time
+
+import moto
+import pytest
+
+from recsys_lib import tracking
+from recsys_lib.params import new_notebook
+from recsys_lib.sagemaker import cloud
+from recsys_lib.sagemaker.cloud import AwsClients, SubmittedJob, attach_job, finish_job, submit_job, wait_for_job
+from recsys_lib.sagemaker.local import run_local_job
+
+from conftest import ROOT, isolated_tracking
+
+BUCKET, REGION = 'recsys-test-bucket', 'eu-west-1'
+
+
+@pytest.fixture
+def aws(tmp_path, monkeypatch):
+    "moto's AWS with an empty bucket; the sagemaker and sagemaker-local profiles' stores under tmp_path."
+    import tempfile
+    monkeypatch.setattr(tempfile, 'tempdir', str(tmp_path))
+    for k in [k for k in os.environ if k.startswith(('RECSYS_', 'AWS_'))]: monkeypatch.delenv(k)
+    env = {'RECSYS_SETTINGS': str(ROOT/'settings.ini'), 'SAGEMAKER_VALIDATE_ROLE': 'false', 'AWS_ACCESS_KEY_ID': 'testing',
+           'AWS_SECRET_ACCESS_KEY': 'testing', 'AWS_DEFAULT_REGION': REGION,
+           'SAGEMAKER_USER_CONFIG_OVERRIDE': str(tmp_path/'sm-config.yaml')}
+    (tmp_path/'sm-config.yaml').write_text(cloud.TELEMETRY_OPT_OUT)
+    for profile in ('SAGEMAKER', 'SAGEMAKER_LOCAL'):
+        env.update({f'RECSYS_{profile}_RUNS_DIR': str(tmp_path/'runs'), f'RECSYS_{profile}_DATA_DIR': str(tmp_path/'data'),
+                    f'RECSYS_{profile}_S3_PREFIX': f's3://{BUCKET}/recsys'})
+        env.update({k.replace('RECSYS_LOCAL_', f'RECSYS_{profile}_'): v for k, v in isolated_tracking(tmp_path).items()})
+    for k, v in env.items(): monkeypatch.setenv(k, v)
+    with moto.mock_aws():
+        clients = cloud._mock_clients(REGION)
+        clients.s3.create_bucket(Bucket=BUCKET, CreateBucketConfiguration={'LocationConstraint': REGION})
+        yield clients
+
+
+@pytest.fixture(scope='module')
+def wheel(tmp_path_factory):
+    return cloud.build_wheel(tmp_path_factory.mktemp('dist'))
+
+
+def _capture(aws, operation):
+    "The requests of `operation` as boto3 sends them (moto's Describe answers drop some fields)."
+    sent = []
+    for events in (aws.session.events, aws.sagemaker.meta.events):
+        events.register(f'provide-client-params.sagemaker.{operation}', lambda params, **kw: sent.append(params))
+    return sent
+
+
+def _keys(clients, prefix=''):
+    return [o['Key'] for o in clients.s3.list_objects_v2(Bucket=BUCKET, Prefix=prefix).get('Contents', [])]
+
+
+def test_training_job_request_and_staging(aws, wheel, tmp_path, monkeypatch):
+    monkeypatch.setenv('RECSYS_SAGEMAKER_USE_SPOT', 'yes')
+    monkeypatch.setenv('RECSYS_SAGEMAKER_CHECKPOINT_S3_URI', f's3://{BUCKET}/recsys/checkpoints')
+    monkeypatch.setenv('RECSYS_SAGEMAKER_SUBNETS', 'subnet-1,subnet-2')
+    monkeypatch.setenv('RECSYS_SAGEMAKER_SECURITY_GROUPS', 'sg-1')
+    monkeypatch.setenv('RECSYS_SAGEMAKER_INSTANCE_COUNT', '2')
+    sent = _capture(aws, 'CreateTrainingJob')
+    data = tmp_path/'interactions.csv'
+    data.write_text('user_id,item_id,timestamp\n1,2,3\n')
+    job = submit_job(ROOT/'pipelines'/'train.ipynb',
+                     {'data_path': '$SM_CHANNEL_DATA/interactions.csv', 'model': 'sasrec', 'model_params': {'epochs': 2}, 'k': 20},
+                     channels={'data': data, 'extra': f's3://{BUCKET}/shared/items/'}, clients=aws, wheel=wheel)
+    req = aws.sagemaker.describe_training_job(TrainingJobName=job.name)
+    assert job.kind == 'training' and job.name.startswith('recsys-train-')
+    assert req['AlgorithmSpecification']['TrainingImage'] == '763104351884.dkr.ecr.eu-west-1.amazonaws.com/pytorch-training:2.5-gpu-py311'
+    assert req['RoleArn'] == 'arn:aws:iam::111122223333:role/recsys-sagemaker-execution'
+    assert req['ResourceConfig'] == {'InstanceType': 'ml.g5.xlarge', 'InstanceCount': 2, 'VolumeSizeInGB': 50}
+    assert req['HyperParameters'] == {'recsys_notebook': 'train.ipynb', 'data_path': '$SM_CHANNEL_DATA/interactions.csv',
+                                      'model': 'sasrec', 'model_params': '{"epochs": 2}', 'k': '20'}
+    assert req['OutputDataConfig']['S3OutputPath'] == f's3://{BUCKET}/recsys/jobs'
+    assert req['StoppingCondition'] == {'MaxRuntimeInSeconds': 86400, 'MaxWaitTimeInSeconds': 172800}
+    assert req['EnableManagedSpotTraining'] is True
+    assert req['CheckpointConfig'] == {'S3Uri': f's3://{BUCKET}/recsys/checkpoints', 'LocalPath': '/opt/ml/checkpoints'}
+    assert req['VpcConfig'] == {'SecurityGroupIds': ['sg-1'], 'Subnets': ['subnet-1', 'subnet-2']}
+    assert sent[0]['Environment'] == {'RECSYS_CHECKPOINT_DIR': '/opt/ml/checkpoints'}
+    assert sent[0]['AlgorithmSpecification']['ContainerEntrypoint'] == ['/bin/bash']
+    channels = {c['ChannelName']: c['DataSource']['S3DataSource']['S3Uri'] for c in req['InputDataConfig']}
+    assert set(channels) == {'data', 'extra', 'code', 'sm_drivers'} and channels['extra'] == f's3://{BUCKET}/shared/items/'
+    tags = aws.sagemaker.list_tags(ResourceArn=req['TrainingJobArn'])['Tags']
+    assert {'Key': 'project', 'Value': 'recsys_lib'} in tags
+    # what the container will find: the notebook, the settings, the wheel, the uploaded data
+    code = channels['code'][len(f's3://{BUCKET}/'):]
+    assert {k.rsplit('/', 1)[1] for k in _keys(aws, code)} == {'train.ipynb', 'settings.ini', wheel.name}
+    assert _keys(aws, channels['data'][len(f's3://{BUCKET}/'):])[0].endswith('interactions.csv')
+    # the command installs this very wheel and runs the entrypoint
+    assert f"'./{wheel.name}[train,pipelines]'" in json.loads(
+        aws.s3.get_object(Bucket=BUCKET, Key=_keys(aws, channels['sm_drivers'][len(f's3://{BUCKET}/'):] + '/sourcecode.json')[0])['Body'].read())['command']
+
+
+def test_processing_job_request_for_batch_inference(aws, wheel, tmp_path):
+    from recsys_lib.models import Popularity
+    from recsys_lib.data import Interactions
+    from recsys_lib.synthetic import make_synthetic, SYNTHETIC_PRESETS
+    sent = _capture(aws, 'CreateProcessingJob')
+    model_dir = tmp_path/'model'
+    Popularity().fit(Interactions.from_df(make_synthetic(**SYNTHETIC_PRESETS['tiny']))).save(model_dir)
+    job = submit_job(ROOT/'pipelines'/'batch_inference.ipynb', {'model_path': '$SM_CHANNEL_MODEL', 'k': 5},
+                     channels={'model': model_dir}, clients=aws, wheel=wheel)
+    req = aws.sagemaker.describe_processing_job(ProcessingJobName=job.name)
+    assert job.kind == 'processing' and job.name.startswith('recsys-batch-inference-')
+    assert len(sent) == 1 and sent[0]['ProcessingResources']['ClusterConfig'] == {
+        'InstanceCount': 1, 'InstanceType': 'ml.g5.xlarge', 'VolumeSizeInGB': 50}
+    assert {'Key': 'project', 'Value': 'recsys_lib'} in sent[0]['Tags'] and sent[0]['RoleArn'] == req['RoleArn']
+    assert req['AppSpecification']['ContainerEntrypoint'][:2] == ['bash', '-c']
+    assert 'recsys_lib.sagemaker.entrypoint --mode processing' in req['AppSpecification']['ContainerEntrypoint'][2]
+    inputs = {i['InputName']: i['S3Input'] for i in req['ProcessingInputs']}
+    assert {n: i['LocalPath'] for n, i in inputs.items()} == {n: f'/opt/ml/processing/input/{n}' for n in ('code', 'config', 'model')}
+    outputs = {o['OutputName']: o['S3Output']['S3Uri'] for o in req['ProcessingOutputConfig']['Outputs']}
+    assert outputs == {n: f's3://{BUCKET}/recsys/jobs/{job.name}/output/{n}' for n in ('data', 'model')}
+    # the hyperparameters travel as a file in the config input, every value a string
+    config = inputs['config']['S3Uri'][len(f's3://{BUCKET}/'):]
+    hps = json.loads(aws.s3.get_object(Bucket=BUCKET, Key=[k for k in _keys(aws, config) if k.endswith('hyperparameters.json')][0])['Body'].read())
+    assert hps == {'recsys_notebook': 'batch_inference.ipynb', 'model_path': '$SM_CHANNEL_MODEL', 'k': '5'}
+    assert any(k.endswith('manifest.json') for k in _keys(aws, inputs['model']['S3Uri'][len(f's3://{BUCKET}/'):]))
+
+
+def test_bad_input_is_refused_before_anything_is_staged(aws, wheel, tmp_path, monkeypatch):
+    nb = ROOT/'pipelines'/'train.ipynb'
+    with pytest.raises(Exception, match="parameter 'k' \\(int\\) got 'ten'"): submit_job(nb, {'k': 'ten'}, clients=aws, wheel=wheel)
+    with pytest.raises(Exception, match="channel 'data': .* does not exist"):
+        submit_job(nb, channels={'data': tmp_path/'missing.parquet'}, clients=aws, wheel=wheel)
+    with pytest.raises(Exception, match="channel name 'code'"): submit_job(nb, channels={'code': nb}, clients=aws, wheel=wheel)
+    with pytest.raises(Exception, match="SageMaker allows 2500"): submit_job(nb, {'preset': 'x' * 3000}, clients=aws, wheel=wheel)
+    secret_nb = new_notebook(tmp_path/'s.ipynb', "from recsys_lib.params import Secret\ntoken: Secret = None  # API token", 'x = 1')
+    with pytest.raises(Exception, match="secret parameter\\(s\\) token cannot travel"):
+        submit_job(secret_nb, {'token': 'hunter2'}, clients=aws, wheel=wheel)
+    monkeypatch.setenv('RECSYS_SAGEMAKER_USE_SPOT', 'yes')
+    with pytest.raises(Exception, match="use_spot = yes needs checkpoint_s3_uri"): submit_job(nb, clients=aws, wheel=wheel)
+    assert _keys(aws) == [] and aws.sagemaker.list_training_jobs()['TrainingJobSummaries'] == []
+
+
+def test_cli_submits_with_no_wait(aws, wheel, monkeypatch, capsys):
+    from recsys_lib.cli import main
+    monkeypatch.setenv('RECSYS_WHEEL', str(wheel))
+    assert main(['run', str(ROOT/'pipelines'/'train.ipynb'), '--profile', 'sagemaker', '-p', 'preset', 'tiny', '--no-wait']) == 0
+    out = capsys.readouterr()
+    name = aws.sagemaker.list_training_jobs()['TrainingJobSummaries'][0]['TrainingJobName']
+    assert f"recsys attach {name} --profile sagemaker" in out.out and 'console.aws.amazon.com' in out.err
+
+
+class FakeSageMaker:
+    "Scripted Describe*Job answers for the states moto cannot produce; records stop requests."
+    def __init__(self, states, **final):
+        self.states, self.final, self.stops, self.polls = list(states), final, [], 0
+    def _next(self, kind):
+        self.polls += 1
+        status, secondary = self.states.pop(0) if len(self.states) > 1 else self.states[0]
+        if self.stops and status == 'InProgress': status, secondary = 'Stopping', 'Stopping'
+        d = {f'{kind}JobStatus': status, 'SecondaryStatus': secondary,
+             'OutputDataConfig': {'S3OutputPath': f's3://{BUCKET}/recsys/jobs'}, 'StoppingCondition': {'MaxRuntimeInSeconds': 3600}}
+        return {**d, **(self.final if status in cloud.TERMINAL else {})}
+    def describe_training_job(self, TrainingJobName): return self._next('Training')
+    def describe_processing_job(self, ProcessingJobName): return self._next('Processing')
+    def stop_training_job(self, TrainingJobName):
+        self.stops.append(TrainingJobName); self.states = [('Stopped', 'Stopped')]
+    stop_processing_job = stop_training_job
+
+
+class NoLogs:
+    def describe_log_streams(self, **kw): return {'logStreams': []}
+
+
+def _fake(aws, sm):
+    return AwsClients(aws.session, sm, aws.s3, NoLogs())
+
+
+def _upload_job_outputs(aws, job_name, root):
+    "Put a sagemaker-local job's archives where SageMaker uploads a training job's outputs."
+    for name in ('output.tar.gz', 'model.tar.gz'):
+        aws.s3.upload_file(str(root/name), BUCKET, f'recsys/jobs/{job_name}/output/{name}')
+
+
+def test_completed_job_is_collected_logged_and_registered(aws):
+    "A completed training job's archives, downloaded from S3, become a run folder and a registered version."
+    local = run_local_job(ROOT/'pipelines'/'train.ipynb', {'preset': 'tiny', 'model': 'popularity', 'registered_model': 'sm-cloud'},
+                          keep_root=True, run_root=aws_tmp(aws)/'local-runs')
+    assert local.ok, local.reason
+    name = 'recsys-train-20261122030000'
+    _upload_job_outputs(aws, name, local.root)
+    sm = FakeSageMaker([('InProgress', 'Starting'), ('InProgress', 'Training'), ('Completed', 'Completed')],
+                       ModelArtifacts={'S3ModelArtifacts': f's3://{BUCKET}/recsys/jobs/{name}/output/model.tar.gz'})
+    res = attach_job(name, 'sagemaker', 'training', clients=_fake(aws, sm), poll_s=0)
+    assert res.ok and res.metrics == local.metrics
+    assert res.tracked['version'] == 1
+    assert json.loads((res.run_dir/'manifest.json').read_text())['job']['backend'] == 'sagemaker'
+    model = tracking.load_registered_model('sm-cloud', version=1, profile='sagemaker')
+    assert type(model).__name__ == 'Popularity'
+
+
+def aws_tmp(aws):
+    from pathlib import Path
+    return Path(os.environ['RECSYS_SAGEMAKER_RUNS_DIR']).parent
+
+
+def test_failed_job_reports_its_reason_and_registers_nothing(aws, tmp_path, capsys):
+    bad = new_notebook(tmp_path/'bad.ipynb', "registered_model: str = 'sm-bad'  # entry", 'x = 1', '1 / 0')
+    local = run_local_job(bad, keep_root=True, run_root=tmp_path/'local-runs')
+    assert local.status == 'failed'
+    name = 'recsys-bad-20261122030000'
+    _upload_job_outputs(aws, name, local.root)
+    reason = (local.root/'output'/'failure').read_text().strip()
+    sm = FakeSageMaker([('InProgress', 'Training'), ('Failed', 'Failed')], FailureReason=f'AlgorithmError: {reason}')
+    job = SubmittedJob(name, 'training', 'sagemaker', 'bad.ipynb')
+    res = attach_job(job, 'sagemaker', clients=_fake(aws, sm), poll_s=0)
+    assert (res.status, res.reason) == ('failed', f'AlgorithmError: {reason}')
+    assert res.notebook.is_file() and 'ZeroDivisionError' in res.notebook.read_text()   # the executed notebook came back
+    assert 'version' not in res.tracked
+    assert cloud._report(res) == 1 and 'ZeroDivisionError' in capsys.readouterr().err
+    with pytest.raises(Exception, match="no registered model 'sm-bad'|RESOURCE_DOES_NOT_EXIST|not found"):
+        tracking.load_registered_model('sm-bad', version=1, profile='sagemaker')
+
+
+def test_job_past_its_max_runtime_is_stopped_not_successful(aws):
+    "SageMaker stops a job at MaxRuntimeInSeconds; even if the notebook's records say it finished, it is not a success."
+    local = run_local_job(ROOT/'pipelines'/'train.ipynb', {'preset': 'tiny', 'model': 'popularity', 'registered_model': 'sm-stop'},
+                          keep_root=True, run_root=aws_tmp(aws)/'local-runs')
+    name = 'recsys-train-20261122040000'
+    _upload_job_outputs(aws, name, local.root)
+    sm = FakeSageMaker([('InProgress', 'Training'), ('Stopped', 'MaxRuntimeExceeded')])
+    res = attach_job(SubmittedJob(name, 'training', 'sagemaker', 'train.ipynb'), 'sagemaker', clients=_fake(aws, sm), poll_s=0)
+    assert res.status == 'stopped' and 'ran past its max runtime of 3600 s' in res.reason
+    assert 'version' not in res.tracked and not (res.run_dir/'model').exists()
+    assert json.loads((res.run_dir/'manifest.json').read_text())['status'] == 'stopped'
+
+
+def test_wait_stops_a_job_past_the_timeout_and_on_ctrl_c(aws):
+    job = SubmittedJob('recsys-train-1', 'training', 'sagemaker', 'train.ipynb')
+    sm = FakeSageMaker([('InProgress', 'Pending')])
+    clock = iter(range(0, 10**6, 100))
+    import time as _time
+    orig = _time.monotonic
+    try:
+        _time.monotonic = lambda: next(clock)
+        desc = wait_for_job(job, _fake(aws, sm), poll_s=0, timeout_s=250, logs=False, sleep=lambda s: None)
+    finally: _time.monotonic = orig
+    assert sm.stops == ['recsys-train-1'] and desc['TrainingJobStatus'] == 'Stopped'
+    sm = FakeSageMaker([('InProgress', 'Training')])
+    def interrupt(_): raise KeyboardInterrupt
+    with pytest.raises(KeyboardInterrupt): wait_for_job(job, _fake(aws, sm), poll_s=1, logs=False, sleep=interrupt)
+    assert sm.stops == ['recsys-train-1']
+
+
+def test_log_tail_streams_only_new_lines(aws):
+    group, stream = '/aws/sagemaker/TrainingJobs', 'recsys-train-1/algo-1-1700000000'
+    job = SubmittedJob('recsys-train-1', 'training', 'sagemaker', 'train.ipynb')
+    tail = cloud.LogTail(job, aws)
+    assert tail.poll() == []   # no log group yet: the instance is starting
+    aws.logs.create_log_group(logGroupName=group)
+    aws.logs.create_log_stream(logGroupName=group, logStreamName=stream)
+    put = lambda *msgs: aws.logs.put_log_events(logGroupName=group, logStreamName=stream,
+                                                logEvents=[{'timestamp': int(time.time() * 1000) + i, 'message': m} for i, m in enumerate(msgs)])
+    put('installing recsys_lib', 'running train.ipynb')
+    assert tail.poll() == ['[algo-1-1700000000] installing recsys_lib', '[algo-1-1700000000] running train.ipynb']
+    put('recsys job succeeded')
+    assert tail.poll() == ['[algo-1-1700000000] recsys job succeeded']
+
+
+def test_clients_retry_throttling_with_a_bound(aws):
+    from recsys_lib.core import load_settings
+    c = AwsClients.connect(load_settings('sagemaker'), max_attempts=5)
+    assert c.sagemaker.meta.config.retries == {'mode': 'standard', 'total_max_attempts': 5}
+    assert c.sagemaker.meta.region_name == 'eu-west-1'
