@@ -271,3 +271,40 @@ def test_clients_retry_throttling_with_a_bound(aws):
     c = AwsClients.connect(load_settings('sagemaker'), max_attempts=5)
     assert c.sagemaker.meta.config.retries == {'mode': 'standard', 'total_max_attempts': 5}
     assert c.sagemaker.meta.region_name == 'eu-west-1'
+
+
+def test_recsys_schedule_dry_run_and_local_crontab(clean_env, tmp_path):
+    "The commands a user types: a dry run prints the pipeline and the schedule request and sends nothing."
+    import subprocess
+    from conftest import BIN
+    env = {**clean_env, 'SAGEMAKER_USER_CONFIG_OVERRIDE': str(tmp_path/'sm.yaml'), 'HOME': str(tmp_path), 'AWS_EC2_METADATA_DISABLED': 'true'}
+    (tmp_path/'sm.yaml').write_text(cloud.TELEMETRY_OPT_OUT)
+    nb = str(ROOT/'pipelines'/'train.ipynb')
+    r = subprocess.run([str(BIN/'recsys'), 'schedule', nb, '--cron', '0 3 * * 1-5', '--profile', 'sagemaker', '--dry-run',
+                        '-p', 'model', 'ease'], capture_output=True, text=True, env=env, timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    out = json.loads(r.stdout)
+    step = out['pipeline_definition']['Steps'][0]
+    assert step['Type'] == 'Training' and step['Arguments']['HyperParameters'] == {'recsys_notebook': 'train.ipynb', 'model': 'ease'}
+    req = out['create_schedule_request']
+    assert req['ScheduleExpression'] == 'cron(0 3 ? * 2-6 *)' and json.loads(req['Target']['Input']) == {'PipelineName': 'recsys-train'}
+    assert req['Target']['RoleArn'] == 'arn:aws:iam::111122223333:role/recsys-sagemaker-execution'
+    r = subprocess.run([str(BIN/'recsys'), 'schedule', nb, '--cron', '0 3 * * *', '-p', 'model', 'ease'],
+                       capture_output=True, text=True, env=env, timeout=120)
+    assert r.returncode == 0 and r.stdout.startswith('0 3 * * * cd ') and "run " + nb in r.stdout and '-p model ease' in r.stdout
+    r = subprocess.run([str(BIN/'recsys'), 'schedule', nb, '--cron', '0 3 * *', '--profile', 'sagemaker', '--dry-run'],
+                       capture_output=True, text=True, env=env, timeout=120)
+    assert r.returncode == 2 and 'expected 5' in r.stderr
+
+
+def test_missing_credentials_is_one_clear_line(clean_env, tmp_path, wheel):
+    import subprocess
+    from conftest import BIN
+    env = {k: v for k, v in clean_env.items() if not k.startswith('AWS_')}
+    env.update(HOME=str(tmp_path), AWS_EC2_METADATA_DISABLED='true', AWS_CONFIG_FILE=str(tmp_path/'none'),
+               AWS_SHARED_CREDENTIALS_FILE=str(tmp_path/'none'), SAGEMAKER_USER_CONFIG_OVERRIDE=str(tmp_path/'sm.yaml'))
+    (tmp_path/'sm.yaml').write_text(cloud.TELEMETRY_OPT_OUT)
+    r = subprocess.run([str(BIN/'recsys'), 'run', str(ROOT/'pipelines'/'train.ipynb'), '--profile', 'sagemaker', '-p', 'preset', 'tiny',
+                        '--wheel', str(wheel)], capture_output=True, text=True, env=env, timeout=300)
+    assert r.returncode == 2, r.stderr[-2000:]
+    assert 'recsys run: error: recsys run: no AWS credentials found' in r.stderr and 'Traceback' not in r.stderr

@@ -131,3 +131,49 @@ def test_recsys_run_on_the_sagemaker_local_profile(sm_env):
     r = subprocess.run([str(BIN/'recsys'), 'run', ROOT/'pipelines'/'train.ipynb', '--profile', 'sagemaker', '-p', 'k', 'ten'],
                        capture_output=True, text=True, env=env, timeout=120)
     assert r.returncode == 2 and "parameter 'k' (int) got 'ten'" in r.stderr, r.stderr
+
+
+def _container(tmp_path, notebook, hps=None):
+    "A container root with `notebook` in the code channel; the environment the entrypoint runs with."
+    import os
+    root = tmp_path/'opt-ml'
+    (root/'input'/'config').mkdir(parents=True)
+    (root/'input'/'data'/'code').mkdir(parents=True)
+    (root/'input'/'config'/'hyperparameters.json').write_text(json.dumps({'recsys_notebook': notebook.name, **(hps or {})}))
+    notebook.rename(root/'input'/'data'/'code'/notebook.name)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(('RECSYS_', 'SM_'))}
+    env.update(RECSYS_SM_ROOT=str(root), RECSYS_SETTINGS=str(ROOT/'settings.ini'))
+    return root, env
+
+
+def test_sigterm_stops_the_job_as_interrupted_and_keeps_the_notebook(tmp_path):
+    "SageMaker stops a job (StopTrainingJob, spot reclaim) with SIGTERM: the run is recorded, exported, and fails."
+    import signal, time
+    nb = new_notebook(tmp_path/'slow.ipynb', 'n: int = 1  # count', 'import time\nprint("started", flush=True)', 'time.sleep(120)')
+    root, env = _container(tmp_path, nb)
+    p = subprocess.Popen([sys.executable, '-m', 'recsys_lib.sagemaker.entrypoint'], env=env, cwd=tmp_path,
+                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    deadline = time.time() + 120
+    while time.time() < deadline and not list((root/'recsys'/'runs').glob('slow/*/slow.ipynb')):
+        time.sleep(0.5)   # the runner saves the notebook as cells finish: the sleeping cell has started
+    time.sleep(2)
+    p.send_signal(signal.SIGTERM)
+    out, _ = p.communicate(timeout=120)
+    assert p.returncode == 130, out
+    failure = (root/'output'/'failure').read_text()
+    assert failure.startswith('notebook slow.ipynb interrupted'), failure
+    job = json.loads((root/'output'/'data'/'job.json').read_text())
+    assert job['status'] == 'interrupted' and job['exit_code'] == 130
+    assert (root/'output'/'data'/'slow.ipynb').is_file() and not (root/'model').exists()
+
+
+def test_only_the_leader_host_exports(tmp_path, tiny):
+    root, env = _container(tmp_path, tiny, {'epochs': '1', 'lr': '1', 'opts': '{"scale": 1}', 'flag': 'true'})
+    env.update(SM_HOSTS='["algo-1", "algo-2"]', SM_CURRENT_HOST='algo-2')
+    r = subprocess.run([sys.executable, '-m', 'recsys_lib.sagemaker.entrypoint'], env=env, cwd=tmp_path, capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    assert not (root/'model').exists() and not (root/'output'/'data').exists()   # the follower wrote nothing to upload
+    env['SM_CURRENT_HOST'] = 'algo-1'
+    r = subprocess.run([sys.executable, '-m', 'recsys_lib.sagemaker.entrypoint'], env=env, cwd=tmp_path, capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    assert (root/'model'/'w.json').is_file() and json.loads((root/'output'/'data'/'job.json').read_text())['status'] == 'succeeded'
