@@ -308,3 +308,34 @@ def test_missing_credentials_is_one_clear_line(clean_env, tmp_path, wheel):
                         '--wheel', str(wheel)], capture_output=True, text=True, env=env, timeout=300)
     assert r.returncode == 2, r.stderr[-2000:]
     assert 'recsys run: error: recsys run: no AWS credentials found' in r.stderr and 'Traceback' not in r.stderr
+
+
+def test_scheduled_pipeline_request(aws, wheel):
+    from recsys_lib.sagemaker.schedule import schedule_job
+    sent = _capture(aws, 'CreatePipeline')
+    out = schedule_job(ROOT/'pipelines'/'batch_inference.ipynb', '15 5 * * *', {'model_path': '$SM_CHANNEL_MODEL'},
+                       channels={'model': f's3://{BUCKET}/models/ease/'}, clients=aws, wheel=wheel)
+    assert out['created'] is True and sent[0]['PipelineName'] == 'recsys-batch-inference'
+    assert sent[0]['RoleArn'] == 'arn:aws:iam::111122223333:role/recsys-sagemaker-execution'
+    step = json.loads(sent[0]['PipelineDefinition'])['Steps'][0]
+    assert step['Type'] == 'Processing'
+    args = step['Arguments']
+    assert args['ProcessingResources']['ClusterConfig']['InstanceType'] == 'ml.g5.xlarge'
+    assert args['AppSpecification']['ImageUri'].endswith('pytorch-training:2.5-gpu-py311')
+    assert {i['InputName'] for i in args['ProcessingInputs']} == {'code', 'config', 'model'}
+    schedule = aws.scheduler.get_schedule(Name='recsys-batch-inference')
+    assert schedule['ScheduleExpression'] == 'cron(15 5 * * ? *)'
+    assert schedule['Target']['Arn'] == 'arn:aws:scheduler:::aws-sdk:sagemaker:startPipelineExecution'
+
+
+@pytest.mark.aws
+def test_real_account_train_job():
+    """Against a real account (never in the default run): `RECSYS_AWS_TEST_PROFILE=sagemaker pytest -m aws`.
+    Submits the tiny train job on the profile's instance type, waits, and checks it completed and was registered."""
+    from recsys_lib.sagemaker.cloud import run_sagemaker_job
+    profile = os.environ.get('RECSYS_AWS_TEST_PROFILE')
+    if not profile: pytest.skip("set RECSYS_AWS_TEST_PROFILE to a sagemaker profile of a real account")
+    res = run_sagemaker_job(ROOT/'pipelines'/'train.ipynb', {'preset': 'tiny', 'model': 'popularity', 'registered_model': 'recsys-aws-smoke'},
+                            profile=profile, poll_s=30)
+    assert res.ok, res.reason
+    assert res.metrics['test_ndcg@10'] > 0 and res.tracked.get('version')
