@@ -1,4 +1,4 @@
-"""The train pipeline with `engine="spark"`: the same notebook, the data prepared, split, scored and evaluated on
+"""The pipelines with `engine="spark"`: the same notebooks, the data prepared, split, scored and evaluated on
 Spark (local[*]), and the same numbers as the local engine on the same data."""
 import json, subprocess
 from pathlib import Path
@@ -10,7 +10,7 @@ from conftest import BIN, ROOT
 
 def _run(env, *params, notebook='train.ipynb'):
     args = [str(BIN/'recsys'), 'run', str(ROOT/'pipelines'/notebook), '--no-progress']
-    if notebook == 'train.ipynb': args += ['-p', 'preset', 'tiny']
+    if notebook != 'batch_inference.ipynb': args += ['-p', 'preset', 'tiny']
     for name, value in params: args += ['-p', name, value]
     r = subprocess.run(args, capture_output=True, text=True, env=env, timeout=900)
     assert r.returncode == 0, r.stderr[-3000:]
@@ -29,6 +29,20 @@ def test_spark_engine_gives_the_local_numbers(clean_env):
     published = Path(clean_env['RECSYS_LOCAL_DATA_DIR'])/'published'/'spark-run'
     manifest = json.loads((published/'_manifest.json').read_text())
     assert batch['rows'] == manifest['rows'] == 300 * 5 and batch['active_user_share'] == 1.0
+
+
+@pytest.mark.spark_heavy
+def test_evaluate_and_monitor_on_spark_give_the_local_numbers(clean_env):
+    for model in ('itemknn', 'ease'): _run(clean_env, ('model', model), ('registered_model', 'cmp'))
+    versions = ('versions', '[1, 2]'), ('n_boot', '200')
+    local, spark = (_run(clean_env, *versions, ('registered_model', 'cmp'), ('engine', e), notebook='evaluate.ipynb')
+                    for e in ('local', 'spark'))
+    assert set(spark) == set(local) and any(key.startswith('2_ndcg') for key in local)
+    for key in local: assert spark[key] == pytest.approx(local[key], abs=1e-9), key
+    local, spark = (_run(clean_env, ('registered_model', 'cmp'), ('alias', 'challenger'), ('engine', e), notebook='monitor.ipynb')
+                    for e in ('local', 'spark'))
+    assert set(spark) == set(local) and 'psi_scores' in local
+    for key in local: assert spark[key] == pytest.approx(local[key], abs=1e-6), key
 
 
 @pytest.mark.spark_heavy
