@@ -12,12 +12,13 @@ BIN := $(VENV)/bin
 TORCH ?= torch==2.13.0
 STAMP := $(VENV)/.installed
 
-.PHONY: help install demo test sync-check test-nbs test-py test-slow test-all bench clean
+.PHONY: help install demo test sync-check test-nbs test-py test-slow test-browser test-all lab readme bench clean
 
 help:
 	@echo "make demo   install into $(VENV) and run the main job on the embedded default"
 	@echo "make test   install if needed, then run every default test (what CI runs)"
-	@echo "make test-slow / test-all / bench / clean"
+	@echo "make lab    JupyterLab on 127.0.0.1 (with a token) in the project's kernel, opening nbs/index.ipynb"
+	@echo "make test-slow / test-browser / test-all / readme / bench / clean"
 
 install: $(STAMP)
 
@@ -28,6 +29,13 @@ $(STAMP): pyproject.toml setup.py
 	$(BIN)/python -m pip install -q -e ".[dev]"
 	$(BIN)/python -m ipykernel install --sys-prefix --name python3 --display-name "Python 3 (recsys_lib)" >/dev/null
 	touch $@
+
+# JupyterLab defaults for this project: open a notebook straight into its kernel (no kernel dialog), and never
+# fetch Jupyter's news feed or check for updates (no traffic beyond 127.0.0.1).
+LAB_OVERRIDES := $(VENV)/share/jupyter/lab/settings/overrides.json
+$(LAB_OVERRIDES): Makefile $(STAMP)
+	mkdir -p $(dir $@)
+	echo '{"@jupyterlab/notebook-extension:tracker": {"autoStartDefaultKernel": true}, "@jupyterlab/apputils-extension:notification": {"fetchNews": "false", "checkForUpdates": false}}' > $@
 
 demo: install
 	$(BIN)/recsys demo
@@ -59,7 +67,21 @@ test-slow: install
 	$(BIN)/nbdev-test --n-workers 2 --flags "slow spark"
 	$(BIN)/pytest -m "slow or spark_heavy"
 
-test-all: test test-slow
+# The quickstart in a real JupyterLab, driven by Playwright in Debian's Chromium (no browser download).
+test-browser: install $(LAB_OVERRIDES)
+	@command -v chromium >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
+	$(BIN)/pytest -m browser
+
+test-all: test test-slow test-browser
+
+# JupyterLab binds to 127.0.0.1 only and prints its URL with a fresh token; the notebooks run in the
+# "Python 3 (recsys_lib)" kernel that `install` registers inside .venv.
+lab: install $(LAB_OVERRIDES)
+	$(BIN)/jupyter lab --ServerApp.ip=127.0.0.1 $$([ "$$(id -u)" = 0 ] && echo --allow-root) nbs/index.ipynb
+
+# README.md is generated from nbs/index.ipynb; tests/test_docs.py fails when they disagree.
+readme: install
+	$(BIN)/python tests/test_docs.py
 
 # Performance figures (minutes; see benchmarks/README.md). Not part of `make test`.
 bench: install

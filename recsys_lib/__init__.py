@@ -29,6 +29,7 @@ Modules:
 - `recsys_lib.spark.session`: One way to get a SparkSession for `engine="spark"` steps: the cluster's own session when there is one, else a `local[*]` session built from the profile's `spark_*` keys in settings.ini.
 - `recsys_lib.split`: Random per-user holdout, global temporal split and leave-last-N-out, each returning train, validation and test parts that share the id maps, with every interaction in exactly one part.
 - `recsys_lib.synthetic`: A seeded generator of interaction logs that have the structure real logs have: a popularity head and a long tail, user tastes, sessions, sequences, and items released over time.
-- `recsys_lib.tracking`: MLflow experiment tracking and model registry: a SQLite file and a local artifact folder by default, a tracking server when configured; pipeline runs logged from their run directories, models registered only after a successful run, `champion` / `challenger` aliases, and models loaded back with their checksums verified."""
+- `recsys_lib.tracking`: MLflow experiment tracking and model registry: a SQLite file and a local artifact folder by default, a tracking server when configured; pipeline runs logged from their run directories, models registered only after a successful run, `champion` / `challenger` aliases, and models loaded back with their checksums verified.
+- `recsys_lib.viz`: The pictures a scientist looks at when comparing recommenders: metric@K curves, means with confidence intervals, the popularity long tail and where each model's recommendations fall on it, and the drift report."""
 
 __version__ = "0.0.1"

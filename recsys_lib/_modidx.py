@@ -883,4 +883,11 @@ d = { 'settings': { 'branch': 'main',
                                                                                  'recsys_lib/tracking.py'),
                                      'recsys_lib.tracking.tracking_config': ('tracking.html#tracking_config', 'recsys_lib/tracking.py'),
                                      'recsys_lib.tracking.tracking_context': ('tracking.html#tracking_context', 'recsys_lib/tracking.py'),
-                                     'recsys_lib.tracking.ui_command': ('tracking.html#ui_command', 'recsys_lib/tracking.py')}}}
+                                     'recsys_lib.tracking.ui_command': ('tracking.html#ui_command', 'recsys_lib/tracking.py')},
+            'recsys_lib.viz': { 'recsys_lib.viz._check_recos': ('viz.html#_check_recos', 'recsys_lib/viz.py'),
+                                'recsys_lib.viz._train_items': ('viz.html#_train_items', 'recsys_lib/viz.py'),
+                                'recsys_lib.viz.metric_curves': ('viz.html#metric_curves', 'recsys_lib/viz.py'),
+                                'recsys_lib.viz.plot_intervals': ('viz.html#plot_intervals', 'recsys_lib/viz.py'),
+                                'recsys_lib.viz.plot_long_tail': ('viz.html#plot_long_tail', 'recsys_lib/viz.py'),
+                                'recsys_lib.viz.plot_metric_curves': ('viz.html#plot_metric_curves', 'recsys_lib/viz.py'),
+                                'recsys_lib.viz.popularity_bias': ('viz.html#popularity_bias', 'recsys_lib/viz.py')}}}

@@ -69,6 +69,7 @@ class CausalBlock(nn.Module):
         self.drop = nn.Dropout(dropout)
 
     def forward(self, h, mask): # h: (B, L, d); mask: (B, 1, L, L), True where a query may attend to a key
+        "The block's output (B, L, d)."
         B, L, d = h.shape
         q, k, v = self.qkv(self.norm1(h)).view(B, L, 3, self.n_heads, d // self.n_heads).permute(2, 0, 3, 1, 4)
         a = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=self.dropout if self.training else 0.0)
@@ -110,7 +111,9 @@ class SASRecModule(pl.LightningModule):
         for block in self.blocks: h = block(h, mask)
         return self.norm(h)
 
-    def logits(self, h): return h @ self.item_emb.weight[1:].T  # scores of items 0..n_items-1 (codes, not tokens)
+    def logits(self, h):
+        "Scores of items 0..n_items-1 (codes, not tokens) for hidden states `h`, by the shared item embeddings."
+        return h @ self.item_emb.weight[1:].T
 
     def score_next(self, x):
         "Float32 scores (B, n_items) of the item that follows each row of `x`."
@@ -118,6 +121,7 @@ class SASRecModule(pl.LightningModule):
         with torch.autocast(h.device.type, enabled=False): return self.logits(h.float())
 
     def training_step(self, batch, batch_idx):
+        "Cross-entropy of the next item over the whole catalogue, at every real position of the windows."
         x, y = batch
         real = x > 0
         loss = F.cross_entropy(self.logits(self(x)[real]), y[real].long() - 1)
@@ -125,6 +129,7 @@ class SASRecModule(pl.LightningModule):
         return loss
 
     def validation_step(self, batch, batch_idx):
+        "NDCG@10 of the held-out item, seen items excluded, ties broken by item code as in `recommend`."
         x, target, seen_rows, seen_items = batch
         scores = self.score_next(x)
         scores[seen_rows, seen_items] = -torch.inf
@@ -135,6 +140,7 @@ class SASRecModule(pl.LightningModule):
         self.log('val_ndcg@10', ndcg.mean(), on_step=False, on_epoch=True, prog_bar=True, batch_size=len(x), sync_dist=True)
 
     def configure_optimizers(self):
+        "AdamW, with weight decay on matrices and embeddings only."
         decay = [p for p in self.parameters() if p.ndim >= 2]
         rest = [p for p in self.parameters() if p.ndim < 2]
         return torch.optim.AdamW([{'params': decay, 'weight_decay': self.weight_decay}, {'params': rest, 'weight_decay': 0.0}],
@@ -156,6 +162,7 @@ class SASRecDataModule(pl.LightningDataModule):
         self.val_histories, self.val_targets, self.val_seen, self.seed = val_histories, val_targets, val_seen, seed
 
     def train_dataloader(self):
+        "Shuffled training windows; with several processes each gets its share through a `DistributedSampler`."
         ds = torch.utils.data.TensorDataset(self.inputs, self.targets)
         t = self.trainer
         if t is not None and t.world_size > 1:
@@ -171,6 +178,7 @@ class SASRecDataModule(pl.LightningDataModule):
                 torch.from_numpy(rows), torch.from_numpy(seen.indices.astype('int64')))
 
     def val_dataloader(self):
+        "Batches of validation users with their histories, targets and seen items; none without validation data."
         if self.val_histories is None: return []
         return torch.utils.data.DataLoader(np.arange(len(self.val_targets)), batch_size=self.batch_size, collate_fn=self._val_batch)
 

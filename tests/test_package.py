@@ -27,7 +27,7 @@ def test_every_notebook_module_is_exported():
 
 def test_import_stays_light():
     "Importing the lean modules must not pull in the heavy extras."
-    light = [m for m in exported_modules() if m in ('core', 'data', 'split', 'metrics', 'synthetic', 'models', 'cli')]
+    light = [m for m in exported_modules() if m in ('core', 'data', 'split', 'metrics', 'synthetic', 'models', 'cli', 'viz')]
     code = ("import sys, importlib; import recsys_lib; "
             + "; ".join(f"importlib.import_module('recsys_lib.{m}')" for m in light)
             + f"; print([m for m in {HEAVY!r} if m in sys.modules])")
