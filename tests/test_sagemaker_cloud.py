@@ -11,9 +11,8 @@ import moto
 import pytest
 
 from recsys_lib import tracking
-from recsys_lib.params import new_notebook
 from recsys_lib.sagemaker import cloud
-from recsys_lib.sagemaker.cloud import AwsClients, SubmittedJob, attach_job, finish_job, submit_job, wait_for_job
+from recsys_lib.sagemaker.cloud import AwsClients, SubmittedJob, attach_job, submit_job
 from recsys_lib.sagemaker.local import run_local_job
 
 from conftest import ROOT, isolated_tracking
@@ -125,21 +124,6 @@ def test_processing_job_request_for_batch_inference(aws, wheel, tmp_path):
     assert any(k.endswith('manifest.json') for k in _keys(aws, inputs['model']['S3Uri'][len(f's3://{BUCKET}/'):]))
 
 
-def test_bad_input_is_refused_before_anything_is_staged(aws, wheel, tmp_path, monkeypatch):
-    nb = ROOT/'pipelines'/'train.ipynb'
-    with pytest.raises(Exception, match="parameter 'k' \\(int\\) got 'ten'"): submit_job(nb, {'k': 'ten'}, clients=aws, wheel=wheel)
-    with pytest.raises(Exception, match="channel 'data': .* does not exist"):
-        submit_job(nb, channels={'data': tmp_path/'missing.parquet'}, clients=aws, wheel=wheel)
-    with pytest.raises(Exception, match="channel name 'code'"): submit_job(nb, channels={'code': nb}, clients=aws, wheel=wheel)
-    with pytest.raises(Exception, match="SageMaker allows 2500"): submit_job(nb, {'preset': 'x' * 3000}, clients=aws, wheel=wheel)
-    secret_nb = new_notebook(tmp_path/'s.ipynb', "from recsys_lib.params import Secret\ntoken: Secret = None  # API token", 'x = 1')
-    with pytest.raises(Exception, match="secret parameter\\(s\\) token cannot travel"):
-        submit_job(secret_nb, {'token': 'hunter2'}, clients=aws, wheel=wheel)
-    monkeypatch.setenv('RECSYS_SAGEMAKER_USE_SPOT', 'yes')
-    with pytest.raises(Exception, match="use_spot = yes needs checkpoint_s3_uri"): submit_job(nb, clients=aws, wheel=wheel)
-    assert _keys(aws) == [] and aws.sagemaker.list_training_jobs()['TrainingJobSummaries'] == []
-
-
 def test_cli_submits_with_no_wait(aws, wheel, monkeypatch, capsys):
     from recsys_lib.cli import main
     monkeypatch.setenv('RECSYS_WHEEL', str(wheel))
@@ -203,54 +187,6 @@ def aws_tmp(aws):
     return Path(os.environ['RECSYS_SAGEMAKER_RUNS_DIR']).parent
 
 
-def test_failed_job_reports_its_reason_and_registers_nothing(aws, tmp_path, capsys):
-    bad = new_notebook(tmp_path/'bad.ipynb', "registered_model: str = 'sm-bad'  # entry", 'x = 1', '1 / 0')
-    local = run_local_job(bad, keep_root=True, run_root=tmp_path/'local-runs')
-    assert local.status == 'failed'
-    name = 'recsys-bad-20261122030000'
-    _upload_job_outputs(aws, name, local.root)
-    reason = (local.root/'output'/'failure').read_text().strip()
-    sm = FakeSageMaker([('InProgress', 'Training'), ('Failed', 'Failed')], FailureReason=f'AlgorithmError: {reason}')
-    job = SubmittedJob(name, 'training', 'sagemaker', 'bad.ipynb')
-    res = attach_job(job, 'sagemaker', clients=_fake(aws, sm), poll_s=0)
-    assert (res.status, res.reason) == ('failed', f'AlgorithmError: {reason}')
-    assert res.notebook.is_file() and 'ZeroDivisionError' in res.notebook.read_text()   # the executed notebook came back
-    assert 'version' not in res.tracked
-    assert cloud._report(res) == 1 and 'ZeroDivisionError' in capsys.readouterr().err
-    with pytest.raises(Exception, match="no registered model 'sm-bad'|RESOURCE_DOES_NOT_EXIST|not found"):
-        tracking.load_registered_model('sm-bad', version=1, profile='sagemaker')
-
-
-def test_job_past_its_max_runtime_is_stopped_not_successful(aws):
-    "SageMaker stops a job at MaxRuntimeInSeconds; even if the notebook's records say it finished, it is not a success."
-    local = run_local_job(ROOT/'pipelines'/'train.ipynb', {'preset': 'tiny', 'model': 'popularity', 'registered_model': 'sm-stop'},
-                          keep_root=True, run_root=aws_tmp(aws)/'local-runs')
-    name = 'recsys-train-20261122040000'
-    _upload_job_outputs(aws, name, local.root)
-    sm = FakeSageMaker([('InProgress', 'Training'), ('Stopped', 'MaxRuntimeExceeded')])
-    res = attach_job(SubmittedJob(name, 'training', 'sagemaker', 'train.ipynb'), 'sagemaker', clients=_fake(aws, sm), poll_s=0)
-    assert res.status == 'stopped' and 'ran past its max runtime of 3600 s' in res.reason
-    assert 'version' not in res.tracked and not (res.run_dir/'model').exists()
-    assert json.loads((res.run_dir/'manifest.json').read_text())['status'] == 'stopped'
-
-
-def test_wait_stops_a_job_past_the_timeout_and_on_ctrl_c(aws):
-    job = SubmittedJob('recsys-train-1', 'training', 'sagemaker', 'train.ipynb')
-    sm = FakeSageMaker([('InProgress', 'Pending')])
-    clock = iter(range(0, 10**6, 100))
-    import time as _time
-    orig = _time.monotonic
-    try:
-        _time.monotonic = lambda: next(clock)
-        desc = wait_for_job(job, _fake(aws, sm), poll_s=0, timeout_s=250, logs=False, sleep=lambda s: None)
-    finally: _time.monotonic = orig
-    assert sm.stops == ['recsys-train-1'] and desc['TrainingJobStatus'] == 'Stopped'
-    sm = FakeSageMaker([('InProgress', 'Training')])
-    def interrupt(_): raise KeyboardInterrupt
-    with pytest.raises(KeyboardInterrupt): wait_for_job(job, _fake(aws, sm), poll_s=1, logs=False, sleep=interrupt)
-    assert sm.stops == ['recsys-train-1']
-
-
 def test_log_tail_streams_only_new_lines(aws):
     group, stream = '/aws/sagemaker/TrainingJobs', 'recsys-train-1/algo-1-1700000000'
     job = SubmittedJob('recsys-train-1', 'training', 'sagemaker', 'train.ipynb')
@@ -264,13 +200,6 @@ def test_log_tail_streams_only_new_lines(aws):
     assert tail.poll() == ['[algo-1-1700000000] installing recsys_lib', '[algo-1-1700000000] running train.ipynb']
     put('recsys job succeeded')
     assert tail.poll() == ['[algo-1-1700000000] recsys job succeeded']
-
-
-def test_clients_retry_throttling_with_a_bound(aws):
-    from recsys_lib.core import load_settings
-    c = AwsClients.connect(load_settings('sagemaker'), max_attempts=5)
-    assert c.sagemaker.meta.config.retries == {'mode': 'standard', 'total_max_attempts': 5}
-    assert c.sagemaker.meta.region_name == 'eu-west-1'
 
 
 def test_recsys_schedule_dry_run_and_local_crontab(clean_env, tmp_path):
