@@ -157,5 +157,5 @@ def test_crash_inside_registration_is_completed_by_registering_again(crash_at, c
     monkeypatch.setattr(mlflow.MlflowClient, crash_at, real)
     again = register_run(res.run_dir)                                         # the recovery: register the run again
     assert again['version'] == 1 and [int(v.version) for v in client.search_model_versions("name='crashy'")] == [1]
-    assert client.get_registered_model('crashy').aliases == {'challenger': '1'}
+    assert client.get_registered_model('crashy').aliases == {'challenger': 1}
     assert len(client.search_runs([e.experiment_id for e in client.search_experiments()])) == 1   # the run is logged once
