@@ -75,9 +75,12 @@ test-browser: install $(LAB_OVERRIDES)
 test-all: test test-slow test-browser
 
 # JupyterLab binds to 127.0.0.1 only and prints its URL with a fresh token; the notebooks run in the
-# "Python 3 (recsys_lib)" kernel that `install` registers inside .venv.
+# "Python 3 (recsys_lib)" kernel that `install` registers inside .venv. The kernel websocket uses the JSON protocol:
+# with the binary one, jupyter_server 2.21 failed to parse some of Lab 4.6's messages (`struct.error`) and the cells
+# queued by "Run All" were lost.
 lab: install $(LAB_OVERRIDES)
-	$(BIN)/jupyter lab --ServerApp.ip=127.0.0.1 $$([ "$$(id -u)" = 0 ] && echo --allow-root) nbs/index.ipynb
+	$(BIN)/jupyter lab --ServerApp.ip=127.0.0.1 --ZMQChannelsWebsocketConnection.kernel_ws_protocol= \
+	  $$([ "$$(id -u)" = 0 ] && echo --allow-root) nbs/index.ipynb
 
 # README.md is generated from nbs/index.ipynb; tests/test_docs.py fails when they disagree.
 readme: install
