@@ -1,7 +1,7 @@
 """Batch output under a crash: `batch_recommend` killed with SIGKILL half-way through writing its parts leaves the
 published output as it was (the new parts sit in a hidden temporary folder beside it and are never renamed into
 place), and running the same scoring again replaces the output with the same rows."""
-import json, os, signal, subprocess, sys, time
+import json, signal, subprocess, sys, time
 from pathlib import Path
 
 import pandas as pd

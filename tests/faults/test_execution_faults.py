@@ -3,7 +3,7 @@
 SIGKILL (what the out-of-memory killer does), and SIGINT or SIGTERM sent to `recsys run` itself. Every case: non-zero
 exit with a one-line reason, the right status in the run record, the executed notebook kept, the kernel gone, and no
 model version registered."""
-import json, os, shutil, signal, subprocess, time
+import json, os, signal, subprocess, time
 
 import nbformat
 import pytest
@@ -21,10 +21,10 @@ def _train_with(tmp_path, cell: str):
     return path, sum(c.cell_type == 'code' for c in nb.cells) + 1   # + papermill's injected parameters cell
 
 
-def _start(path, *extra, env):
+def _start(path, *extra, env, **popen):
     return subprocess.Popen([str(BIN/'recsys'), 'run', str(path), '-p', 'preset', 'tiny', '-p', 'model', 'popularity',
                              '-p', 'registered_model', 'faulty', '--no-progress', *extra],
-                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **popen)
 
 
 def _check_recorded(tmp_path, env, status, reason):
@@ -57,10 +57,7 @@ def test_signal_to_recsys_run_records_interrupted_and_stops_the_kernel(sig, name
     marker = tmp_path/'kernel.pid'
     path, n = _train_with(tmp_path, f"import os, time\nopen({str(marker)!r}, 'w').write(str(os.getpid()))\ntime.sleep(300)")
     # a background shell may start children with SIGINT ignored; give `recsys run` the default handling, as a terminal does
-    p = subprocess.Popen([str(BIN/'recsys'), 'run', str(path), '-p', 'preset', 'tiny', '-p', 'model',
-                          'popularity', '-p', 'registered_model', 'faulty', '--no-progress'],
-                         env=clean_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    p = _start(path, env=clean_env, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.time() + 300
     while not (marker.exists() and marker.read_text()):
         assert time.time() < deadline and p.poll() is None, p.communicate()

@@ -1,10 +1,8 @@
 """Security rows of the fault matrix, each tried for real: a secret given to a failing run appears in no file the run
 leaves anywhere; the package has no way to unpickle; `make lab` serves on 127.0.0.1 behind a token; and a pipeline
 run on the default profile opens no connection beyond 127.0.0.1."""
-import json, os, re, signal, subprocess, time, urllib.error, urllib.request
+import os, re, signal, subprocess, time, urllib.error, urllib.request
 from pathlib import Path
-
-import pytest
 
 from conftest import BIN, ROOT
 from test_run_faults import one_line_error
