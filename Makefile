@@ -88,6 +88,7 @@ readme: install
 
 # Performance figures (minutes; see benchmarks/README.md). Not part of `make test`.
 bench: install
+	$(BIN)/python benchmarks/bench_data.py
 	$(BIN)/python benchmarks/bench_metrics.py
 	$(BIN)/python benchmarks/bench_models.py
 	$(BIN)/python benchmarks/bench_inference.py

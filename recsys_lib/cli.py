@@ -76,11 +76,12 @@ def demo_flow(preset:str='small', # synthetic preset the pipelines train on
     _step('train popularity', pipelines/'train.ipynb', {**data, 'model': 'popularity'}, profile)
     print(f"   gate: {'promoted' if promote_version(registered_model, profile=profile).promote else 'kept the champion'}")
     _step('train ease', pipelines/'train.ipynb', {**data, 'model': 'ease', 'model_params': {'l2': 200}}, profile)
-    _step('evaluate champion vs challenger', pipelines/'evaluate.ipynb', data, profile)
+    # no data given: evaluate and monitor use the data and frozen split the registered versions recorded
+    _step('evaluate champion vs challenger', pipelines/'evaluate.ipynb', {'registered_model': registered_model}, profile)
     gate = promote_version(registered_model, profile=profile)
     print(f"\n== promote\n   gate: {'promoted' if gate.promote else 'kept the champion'}: {'; '.join(gate.reasons)}")
     scored = _step('batch inference', pipelines/'batch_inference.ipynb', {'registered_model': registered_model}, profile)
-    _step('monitor', pipelines/'monitor.ipynb', data, profile)
+    _step('monitor', pipelines/'monitor.ipynb', {'registered_model': registered_model}, profile)
     out = {'runs': settings.runs_dir, 'recommendations': published_dir(registered_model, profile),
            'scored_in_run': scored/'recommendations', 'mlflow_ui': ui_command(profile)}
     print("\n== where things are\n" + '\n'.join(f"   {k:16}{v}" for k, v in out.items()))
@@ -96,7 +97,8 @@ def _demo(args):
 # %% ../nbs/10_cli.ipynb #0a27f840
 def _promote(args):
     from recsys_lib.pipeline import promote_version
-    result = promote_version(args.model, args.version, profile=args.profile, n_boot=args.n_boot, seed=args.seed)
+    result = promote_version(args.model, args.version, profile=args.profile, n_boot=args.n_boot, seed=args.seed,
+                             allow_data_mismatch=args.allow_data_mismatch)
     print(result.to_markdown())
     if not result.promote: raise SystemExit(1)
 
@@ -124,6 +126,8 @@ def build_parser()->argparse.ArgumentParser:
     pr.add_argument('--profile', default=None, help="settings profile (default $RECSYS_PROFILE or local)")
     pr.add_argument('--n-boot', type=int, default=1000, help="bootstrap resamples of the holdout users")
     pr.add_argument('--seed', type=int, default=0, help="bootstrap seed")
+    pr.add_argument('--allow-data-mismatch', action='store_true',
+                    help="compare even when the champion learnt from holdout events (they are left out) or from another dataset")
     pr.set_defaults(func=_promote)
     add_sagemaker_subcommands(sub)
     add_schedule_subcommand(sub)

@@ -7,12 +7,15 @@ Docs: https://recsys-lib.github.io/recsys_lib/data.html.md"""
 
 # %% ../nbs/01_data.ipynb #7eeb007e
 from __future__ import annotations
-import json, logging
+import bz2, csv, gzip, json, logging, lzma, re
 from pathlib import Path
 from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.csv as pa_csv
 import scipy.sparse as sp
 
 from .core import DataError, atomic_path, frame_fingerprint
@@ -20,8 +23,9 @@ from .core import DataError, atomic_path, frame_fingerprint
 log = logging.getLogger(__name__)
 
 # %% auto #0
-__all__ = ['log', 'ID_COLS', 'DUPLICATE_POLICIES', 'validate_interactions', 'IdMap', 'Sequences', 'Interactions', 'binarize',
-           'k_core', 'read_interactions', 'load_movielens', 'load_recbole']
+__all__ = ['log', 'ID_COLS', 'TIMESTAMP_UNITS', 'DUPLICATE_POLICIES', 'FILE_FORMATS', 'READ_OPTIONS', 'ID_KINDS',
+           'validate_interactions', 'IdMap', 'Sequences', 'Interactions', 'binarize', 'k_core', 'detect_format',
+           'sniff_separator', 'read_interactions', 'read_ids', 'load_movielens', 'load_recbole']
 
 # %% ../nbs/01_data.ipynb #37b690f4
 ID_COLS = ('user_id', 'item_id')
@@ -37,21 +41,41 @@ def _report(step:str, rows_before:int, rows_after:int)->dict:
     log.info("%s dropped %d of %d rows", step, rows_before - rows_after, rows_before)
     return {'step': step, 'rows_before': rows_before, 'rows_after': rows_after, 'rows_dropped': rows_before - rows_after}
 
-def _canonical_ids(s:pd.Series)->pd.Series:
-    "Ids as int64 or str; anything else is an error naming the column."
+_INT64_MAX = np.iinfo('int64').max
+_FLOAT_EXACT = 2**53  # from here on a float cannot tell neighbouring integers apart
+
+def _ints_or_text(s:pd.Series)->pd.Series:
+    "Text ids as int64 when every value is the plain decimal form of an int64 ('7', '-3'), else the text unchanged."
+    text = pa.array(s, type=pa.string())
+    if pc.all(pc.match_substring_regex(text, r'^(0|-?[1-9][0-9]*)$')).as_py():
+        try: return pd.Series(pc.cast(text, pa.int64()).to_numpy(), index=s.index, name=s.name)
+        except pa.ArrowInvalid: pass  # past the int64 range
+    return s.astype(str)
+
+def _canonical_ids(s:pd.Series, from_file:bool=False)->pd.Series:
+    "Ids as int64 or str, each exactly the id it was; anything else is an error naming the column."
     if pd.api.types.is_bool_dtype(s): raise DataError(f"column {s.name!r} holds booleans; expected integer or string ids")
+    if pd.api.types.is_unsigned_integer_dtype(s) and len(s) and s.max() > _INT64_MAX:
+        return s.astype(str)  # 64-bit hashes past int64: their decimal text, never wrapped to negative numbers
     if pd.api.types.is_integer_dtype(s): return s.astype('int64')
     if pd.api.types.is_float_dtype(s):
-        frac = (s != np.floor(s)) | ~np.isfinite(s) | (s.abs() >= 2**63) # inf and out-of-range values are no ids either
+        frac = (s != np.floor(s)) | ~np.isfinite(s)
         if frac.any(): raise DataError(f"column {s.name!r} holds {int(frac.sum())} non-integer numbers "
                                        f"({_examples(s.to_frame(), frac, s.name)}); expected integer or string ids")
+        big = s.abs() >= _FLOAT_EXACT
+        if big.any(): raise DataError(f"column {s.name!r} holds {int(big.sum())} ids stored as floats at or above 2**53 "
+                                      f"({_examples(s.to_frame(), big, s.name)}), where floats merge neighbouring integers; "
+                                      "store the ids as integers or strings")
         return s.astype('int64')
     if pd.api.types.is_string_dtype(s) or s.dtype == object:
-        kinds = s.map(type).value_counts()
-        if len(kinds) > 1 or kinds.index[0] is not str:
-            raise DataError(f"column {s.name!r} mixes value types ({', '.join(k.__name__ for k in kinds.index)}); "
+        kinds = [str] if isinstance(s.dtype, pd.StringDtype) else s.map(type).unique().tolist()  # a text dtype holds text only
+        if kinds == [int]: return _ints_or_text(s.astype(str))  # Python ints of any size
+        if kinds != [str]:
+            raise DataError(f"column {s.name!r} mixes value types ({', '.join(k.__name__ for k in kinds)}); "
                             "expected all integers or all strings")
-        return s.astype(str)
+        empty = s.eq('')
+        if empty.any(): raise DataError(f"column {s.name!r} has {int(empty.sum())} empty ids ({_examples(s.to_frame(), empty, s.name)})")
+        return _ints_or_text(s) if from_file else s.astype(str)
     raise DataError(f"column {s.name!r} has dtype {s.dtype}; expected integer or string ids")
 
 # %% ../nbs/01_data.ipynb #c476e033
@@ -66,20 +90,32 @@ def _canonical_weight(s:pd.Series)->pd.Series:
     return num.astype('float32')
 
 # %% ../nbs/01_data.ipynb #4f2e6e96
-def _canonical_timestamp(s:pd.Series)->pd.Series:
+TIMESTAMP_UNITS = ('s', 'ms', 'us', 'ns')
+_NS_PER = {'s': 10**9, 'ms': 10**6, 'us': 10**3, 'ns': 1}
+
+def _canonical_timestamp(s:pd.Series, unit:str='s')->pd.Series:
     if s.isna().any():
         raise DataError(f"column 'timestamp' has {int(s.isna().sum())} missing values ({_examples(s.to_frame(), s.isna(), 'timestamp')})")
+    num = None
+    if pd.api.types.is_numeric_dtype(s) and not pd.api.types.is_bool_dtype(s): num = s
+    elif not pd.api.types.is_datetime64_any_dtype(s):
+        num = pd.to_numeric(s, errors='coerce') if (pd.api.types.is_string_dtype(s) or s.dtype == object) else None
+        if num is not None and num.isna().any(): num = None  # not all numbers: text times
+    hint = ''
     if pd.api.types.is_datetime64_any_dtype(s):
         ts = s.dt.tz_convert('UTC').dt.tz_localize(None) if getattr(s.dt, 'tz', None) else s
-    elif pd.api.types.is_numeric_dtype(s) and not pd.api.types.is_bool_dtype(s):
-        ok = s.abs() <= pd.Timestamp.max.value // 10**9 # past year 2262 is out of range, not a crash
-        ts = pd.to_datetime(s.where(ok), unit='s', errors='coerce')
+    elif num is not None:
+        ok = num.abs() <= pd.Timestamp.max.value // _NS_PER[unit]  # past year 2262 is out of range, not a crash
+        ts = pd.to_datetime(num.where(ok), unit=unit, errors='coerce')
+        if not ok.all() and unit != 'ns':
+            finer = TIMESTAMP_UNITS[TIMESTAMP_UNITS.index(unit) + 1]
+            hint = f"; numbers this large are not {unit} since 1970: if they are {finer}, pass timestamp_unit='{finer}'"
     else:
         ts = pd.to_datetime(s.astype(str), errors='coerce', format='ISO8601', utc=True).dt.tz_localize(None)
     bad = ts.isna()
     if bad.any():
         raise DataError(f"column 'timestamp' has {int(bad.sum())} unparseable values ({_examples(s.to_frame(), bad, 'timestamp')}); "
-                        "expected datetimes, unix seconds or ISO 8601 text")
+                        f"expected datetimes, unix {'seconds' if unit == 's' else 'times in ' + unit} or ISO 8601 text{hint}")
     return ts.astype('datetime64[ns]')
 
 # %% ../nbs/01_data.ipynb #7bfa5ba6
@@ -87,10 +123,12 @@ DUPLICATE_POLICIES = ('raise', 'keep', 'sum')
 
 def validate_interactions(df:pd.DataFrame, # raw interactions, canonical column names
                           duplicates:str='raise', # 'raise', 'keep' (separate events) or 'sum' (merge, summing weight)
+                          timestamp_unit:str='s', # unit of numeric timestamps: s, ms, us or ns
                          )->pd.DataFrame: # canonical copy, index 0..n-1
     "Check `df` against the interaction contract and return its canonical form."
     if not isinstance(df, pd.DataFrame): raise DataError(f"expected a pandas DataFrame, got {type(df).__name__}")
     if duplicates not in DUPLICATE_POLICIES: raise DataError(f"duplicates={duplicates!r}; expected one of {DUPLICATE_POLICIES}")
+    if timestamp_unit not in TIMESTAMP_UNITS: raise DataError(f"timestamp_unit={timestamp_unit!r}; expected one of {', '.join(TIMESTAMP_UNITS)}")
     missing = [c for c in ID_COLS if c not in df.columns]
     if missing: raise DataError(f"missing column(s) {', '.join(map(repr, missing))}; columns present: {list(df.columns)}. "
                                 "Rename yours with columns={'your_name': 'user_id', ...}")
@@ -100,7 +138,7 @@ def validate_interactions(df:pd.DataFrame, # raw interactions, canonical column 
     out = df.copy()
     for c in ID_COLS: out[c] = _canonical_ids(df[c])
     out['weight'] = _canonical_weight(df['weight']) if 'weight' in df else np.float32(1)
-    if 'timestamp' in df: out['timestamp'] = _canonical_timestamp(df['timestamp'])
+    if 'timestamp' in df: out['timestamp'] = _canonical_timestamp(df['timestamp'], timestamp_unit)
     key = [c for c in ('user_id', 'item_id', 'timestamp') if c in out]
     dup = out.duplicated(key, keep=False)
     if dup.any() and duplicates == 'raise':
@@ -195,13 +233,14 @@ class Interactions:
                 user_map:IdMap|None=None, # encode with an existing map (e.g. a trained model's) ...
                 item_map:IdMap|None=None, # ... instead of building one from the data
                 unknown:str='raise', # with given maps: 'raise' on ids outside them, or 'drop' those rows (reported)
+                timestamp_unit:str='s', # unit of numeric timestamps: s, ms, us or ns
                )->Interactions:
         "Validate `df` and encode its ids."
         if columns:
             absent = [c for c in columns if c not in df.columns]
             if absent: raise DataError(f"column(s) {absent} named in `columns` are not in the table; present: {list(df.columns)}")
             df = df.rename(columns=columns)
-        clean = validate_interactions(df, duplicates=duplicates)
+        clean = validate_interactions(df, duplicates=duplicates, timestamp_unit=timestamp_unit)
         user_map = user_map or IdMap.from_values(clean.user_id)
         item_map = item_map or IdMap.from_values(clean.item_id)
         codes = {'user_idx': user_map.to_codes(clean.user_id, 'mark'), 'item_idx': item_map.to_codes(clean.item_id, 'mark')}
@@ -219,6 +258,10 @@ class Interactions:
     n_users = property(lambda self: len(self.user_map), doc="Users in the id map (matrix rows)")
     n_items = property(lambda self: len(self.item_map), doc="Items in the id map (matrix columns)")
     has_timestamps = property(lambda self: 'timestamp' in self.df, doc="Whether events carry times")
+    source = property(lambda self: self.history[0].get('source') if self.history else None,
+                      doc="The file these interactions were read from (absolute path), None for an in-memory table")
+    read_options = property(lambda self: dict(self.history[0].get('options', {})) if self.history else {},
+                            doc="The `read_interactions` options that differ from their defaults")
     def __len__(self): return len(self.df)
 
     def __repr__(self):
@@ -289,62 +332,271 @@ def k_core(inter:Interactions, min_user:int=5, min_item:int=5)->Interactions:
     return inter.subset(keep, step=f'k_core(min_user={min_user}, min_item={min_item})').compact()
 
 # %% ../nbs/01_data.ipynb #dafff63c
-def _read_table(path:Path, **kw)->pd.DataFrame:
-    if not path.is_file(): raise DataError(f"interaction file {path} does not exist")
-    try:
-        if path.suffix in ('.parquet', '.pq'): return pd.read_parquet(path, **kw)
-        sep = kw.pop('sep', '\t' if path.suffix in ('.tsv', '.inter', '.data') else ',')
-        return pd.read_csv(path, sep=sep, **kw)
-    except (ValueError, OSError, pd.errors.ParserError) as e:
-        raise DataError(f"could not read {path}: {e}") from None
+_COMPRESSION = {'.gz': gzip.open, '.bz2': bz2.open, '.xz': lzma.open}
+_TEXT_SUFFIXES = ('.csv', '.tsv', '.txt', '.dat')
+FILE_FORMATS = {
+    'parquet': "a .parquet or .pq file, or a folder of Parquet part files (what Spark writes)",
+    'csv': "delimited text with a header line: .csv, .tsv, .txt, .dat (separator sniffed among , tab ; | or given as sep)",
+    'movielens': "MovieLens ratings: u.data (100K), ratings.dat (1M, 10M), ratings.csv (latest, 20M, 25M, 32M)",
+    'recbole': "a RecBole atomic .inter file, with a name:type header",
+}
 
-def read_interactions(path:Path|str, # a .parquet, .csv or .tsv file
-                      columns:dict|None=None, # rename map from your column names to the canonical ones
-                      duplicates:str='raise', # see `validate_interactions`
-                      **read_kw, # passed to pandas' reader (e.g. sep, usecols)
-                     )->Interactions:
-    "Load interactions from a Parquet or delimited text file."
+def _supported()->str: return '; '.join(f"{k}: {v}" for k, v in FILE_FORMATS.items())
+
+def _suffix(path:Path)->str:
+    "The format suffix in lower case, under a compression suffix: data.CSV.gz -> .csv"
+    sfx = [s.lower() for s in path.suffixes]
+    if sfx and sfx[-1] in _COMPRESSION: sfx.pop()
+    return sfx[-1] if sfx else ''
+
+def _head(path:Path, n:int=20)->list:
+    "The first `n` lines of a text file, compressed or not."
+    opener = _COMPRESSION.get(path.suffix.lower(), open)
+    with opener(path, 'rt', encoding='utf-8-sig', errors='replace', newline='') as f:  # a byte-order mark is no part of a name
+        return [line.rstrip('\r\n') for line, _ in zip(f, range(n))]
+
+def _parts(folder:Path)->list:
+    "The data files of a folder written by Spark or Hive, without hidden files and markers (_SUCCESS, .crc)."
+    return sorted(f for f in folder.rglob('*') if f.is_file() and not any(p.startswith(('_', '.')) for p in f.relative_to(folder).parts))
+
+def detect_format(path:Path|str, # a file or a folder of part files
+                 )->str: # a key of FILE_FORMATS
+    "The format of the interaction file at `path`, from its name (in any case) and its first bytes."
     path = Path(path)
-    df = _read_table(path, **read_kw)
-    try: return Interactions.from_df(df, columns=columns, duplicates=duplicates)
+    if not path.exists(): raise DataError(f"interaction file {path} does not exist")
+    if path.is_dir():
+        parts = _parts(path)
+        if parts and all(detect_format(f) == 'parquet' for f in parts): return 'parquet'
+        raise DataError(f"{path} is a folder {'without data files' if not parts else 'of files that are not all Parquet'}; "
+                        "a folder is read when it holds Parquet part files")
+    with open(path, 'rb') as f: magic = f.read(4)
+    if magic == b'PAR1': return 'parquet'
+    sfx, name = _suffix(path), path.name.lower()
+    if sfx in ('.parquet', '.pq'): raise DataError(f"{path} is named as Parquet but is not a Parquet file (it does not start with PAR1)")
+    if name in ('u.data', 'ratings.dat') or (name == 'ratings.csv' and _head(path, 1)[:1] == ['userId,movieId,rating,timestamp']):
+        return 'movielens'
+    if sfx == '.inter': return 'recbole'
+    if sfx in _TEXT_SUFFIXES: return 'csv'
+    raise DataError(f"cannot tell the format of {path.name}; supported: {_supported()}. If it is one of these, pass file_format=")
+
+# %% ../nbs/01_data.ipynb #eb4f2338
+_SEPARATORS = (',', '\t', ';', '|')
+
+def sniff_separator(lines:list, # the first lines of a delimited text file, header first
+                   )->str:
+    "The one separator among `,` tab `;` `|` that splits every line into the same number (> 1) of fields."
+    lines = [l for l in lines if l.strip()]
+    widths = {s: {len(next(csv.reader([l], delimiter=s))) for l in lines} for s in _SEPARATORS}
+    found = [s for s, w in widths.items() if len(w) == 1 and min(w) > 1]
+    if not found and all(w == {1} for w in widths.values()): return ','  # one column, such as a list of user ids
+    if len(found) != 1:
+        raise DataError(f"cannot tell the separator from the first lines ({lines[0][:60]!r}): "
+                        f"{' and '.join(map(repr, found)) or 'none'} of {', '.join(map(repr, _SEPARATORS))} split every line alike; pass sep=")
+    return found[0]
+
+def _read_csv(path:Path, sep:str, **kw)->pd.DataFrame:
+    "Every field as text, byte-exact: no type guessing, and 'NA' or 'null' are values, not missing."
+    try: return pd.read_csv(path, sep=sep, dtype=str, keep_default_na=False, na_filter=False, **kw)
+    except (ValueError, OSError, UnicodeDecodeError, pd.errors.ParserError) as e:
+        raise DataError(f"could not read {path}: {str(e).strip().splitlines()[0]}") from None
+
+def _read_arrow(path:Path, sep:str, names:list, skip:int)->pd.DataFrame:
+    "The same as `_read_csv` for a one-character separator, with Arrow's parser: several times faster."
+    opener = _COMPRESSION.get(path.suffix.lower(), open)
+    try:
+        with opener(path, 'rb') as f:
+            table = pa_csv.read_csv(f, read_options=pa_csv.ReadOptions(column_names=names, skip_rows=skip),
+                                    parse_options=pa_csv.ParseOptions(delimiter=sep),
+                                    convert_options=pa_csv.ConvertOptions(column_types={n: pa.string() for n in names}, strings_can_be_null=False))
+    except (pa.ArrowInvalid, OSError, EOFError) as e:
+        raise DataError(f"could not read {path}: {str(e).strip().splitlines()[0]}") from None
+    return table.to_pandas()
+
+def _read_text(path:Path, sep:str|None, names:list|None)->pd.DataFrame:
+    "A delimited text file as a table of text; `names` for a file without a header line."
+    head = _head(path)
+    if not any(l.strip() for l in head): raise DataError(f"{path} is empty")
+    sep = sep or sniff_separator(head)
+    kw = dict(header=None, names=names) if names else dict(header=0)
+    if sep == '::' and names:  # MovieLens' '::' read as ':' keeps pandas' fast C parser; the empty fields between are dropped
+        spaced = [n for name in names for n in (name, f'_{name}')][:-1]
+        return _read_csv(path, ':', header=None, names=spaced, usecols=list(names))
+    if len(sep) > 1: return _read_csv(path, sep, engine='python', **kw)
+    return _read_arrow(path, sep, list(names or next(csv.reader([head[0]], delimiter=sep))), skip=0 if names else 1)
+
+# %% ../nbs/01_data.ipynb #f54f9163
+READ_OPTIONS = {'columns': None, 'weight_column': 'auto', 'rating_threshold': None, 'min_user_interactions': 1,
+                'min_item_interactions': 1, 'timestamp_unit': 's', 'sep': None, 'file_format': None, 'duplicates': 'raise'}
+_CANONICAL = ('user_id', 'item_id', 'timestamp', 'weight')
+
+def _raw_table(path:Path, fmt:str, sep:str|None, names:list|None)->tuple[pd.DataFrame, dict]:
+    "The file's table as stored (text files: all text), and the renames its format implies."
+    if fmt == 'parquet':
+        try: return pd.read_parquet(path), {}
+        except (ValueError, OSError) as e: raise DataError(f"could not read {path}: {str(e).strip().splitlines()[0]}") from None
+    if fmt == 'movielens':
+        name = path.name.lower()
+        if name == 'ratings.csv': return _read_text(path, ',', names), {'userId': 'user_id', 'movieId': 'item_id'}
+        return _read_text(path, '\t' if name == 'u.data' else '::', names or ['user_id', 'item_id', 'rating', 'timestamp']), {}
+    if fmt == 'recbole':
+        df = _read_text(path, '\t', names)
+        untyped = [c for c in df.columns if ':' not in str(c)]
+        if untyped and not names: raise DataError(f"{path}: header field(s) {untyped} are not in RecBole's name:type form")
+        return df, {c: str(c).split(':', 1)[0] for c in df.columns}
+    return _read_text(path, sep, names), {}
+
+def _check_header(df:pd.DataFrame, path:Path, headerless:bool):
+    "A first line that is data (the file has no header), or a header line repeated inside the file, is an error."
+    cols = [str(c) for c in df.columns]
+    if not headerless and all(re.fullmatch(r'[-+]?\d+(\.\d*)?', c) for c in cols):
+        raise DataError(f"{path}: the first line ({', '.join(cols[:4])}) looks like data, not a header; name the columns "
+                        "in order with columns=['user_id', 'item_id', ...]")
+    if len(df) and all(pd.api.types.is_string_dtype(df[c]) for c in df.columns):
+        again = np.logical_and.reduce([df[c].eq(c).to_numpy(bool) for c in df.columns])
+        if again.any():
+            raise DataError(f"{path}: line {int(np.flatnonzero(again)[0]) + (1 if headerless else 2)} repeats the header "
+                            f"({', '.join(cols)}), {int(again.sum())} such line(s) in all; remove them (files concatenated with their headers?)")
+
+def _choose_weight(df:pd.DataFrame, weight_column:str, path:Path)->pd.DataFrame:
+    "Name the weight column 'weight': 'auto' takes a 'weight', else a 'rating' column; 'none' takes none."
+    if weight_column == 'none': return df.drop(columns='weight', errors='ignore')
+    if weight_column == 'auto':
+        if 'weight' in df or 'rating' not in df: return df
+        log.info("%s: column 'rating' is the weight (weight_column='none' ignores it)", path.name)
+        weight_column = 'rating'
+    if weight_column not in df: raise DataError(f"{path}: weight_column={weight_column!r} is not a column; columns: {list(df.columns)}")
+    if weight_column != 'weight' and 'weight' in df:
+        raise DataError(f"{path}: weight_column={weight_column!r}, but the file also has a 'weight' column; rename one with columns=")
+    return df.rename(columns={weight_column: 'weight'})
+
+def _check_options(o:dict):
+    "Each read option of the right type and range, before the file is opened."
+    if o['columns'] is not None and not isinstance(o['columns'], (dict, list, tuple)):
+        raise DataError(f"columns={o['columns']!r}; expected a dict renaming your columns or a list naming them in order")
+    if not isinstance(o['weight_column'], str) or not o['weight_column']:
+        raise DataError(f"weight_column={o['weight_column']!r}; expected 'auto', 'none' or a column name")
+    if o['rating_threshold'] is not None and (isinstance(o['rating_threshold'], bool) or not isinstance(o['rating_threshold'], (int, float))):
+        raise DataError(f"rating_threshold={o['rating_threshold']!r}; expected a number or None")
+    for name in ('min_user_interactions', 'min_item_interactions'):
+        v = o[name]
+        if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1: raise DataError(f"{name}={v!r}; expected an integer >= 1")
+    if o['timestamp_unit'] not in TIMESTAMP_UNITS: raise DataError(f"timestamp_unit={o['timestamp_unit']!r}; expected one of {', '.join(TIMESTAMP_UNITS)}")
+    if o['file_format'] is not None and o['file_format'] not in FILE_FORMATS:
+        raise DataError(f"file_format={o['file_format']!r}; supported: {', '.join(FILE_FORMATS)}")
+    if o['duplicates'] not in DUPLICATE_POLICIES: raise DataError(f"duplicates={o['duplicates']!r}; expected one of {DUPLICATE_POLICIES}")
+
+def _numbers_or_text(s:pd.Series)->pd.Series:
+    "Text numbers as int64 or float64 in one fast pass; anything else stays text, for validation to name."
+    text = pa.array(s, type=pa.string())
+    for kind in (pa.int64(), pa.float64()):
+        try: return pd.Series(pc.cast(text, kind).to_numpy(), index=s.index, name=s.name)
+        except pa.ArrowInvalid: continue
+    return s
+
+def _table(path:Path, o:dict)->tuple[pd.DataFrame, str]:
+    "The file's table with canonical column names and file ids typed by the round-trip rule; and its format."
+    if not path.exists(): raise DataError(f"interaction file {path} does not exist")
+    fmt = o['file_format'] or detect_format(path)
+    columns = o['columns']
+    names = list(columns) if isinstance(columns, (list, tuple)) else None
+    df, renames = _raw_table(path, fmt, o['sep'], names)
+    _check_header(df, path, names is not None or (fmt == 'movielens' and path.name.lower() != 'ratings.csv'))
+    if isinstance(columns, dict):  # the user's renames first; the format's (MovieLens, RecBole names) for the rest
+        if absent := [c for c in columns if c not in df.columns]:
+            raise DataError(f"{path}: column(s) {absent} named in `columns` are not in the file; its columns: {list(df.columns)}")
+        renames = {**{k: v for k, v in renames.items() if k not in columns}, **columns}
+    df = df.rename(columns=renames)
+    df = _choose_weight(df, o['weight_column'], path)
+    if any(c not in df for c in ID_COLS) and len(df.columns) == 1 and (s := next((s for s in _SEPARATORS if s in str(df.columns[0])), None)):
+        raise DataError(f"{path}: a single column {df.columns[0]!r}; is the file separated by {s!r}? pass sep={s!r}")
+    if unused := [c for c in df.columns if c not in _CANONICAL]:
+        log.warning("%s: column(s) %s not used (only %s are)", path.name, ', '.join(map(repr, unused)), ', '.join(_CANONICAL))
+        df = df.drop(columns=unused)
+    for c in ('weight', 'timestamp'):
+        if c in df and pd.api.types.is_string_dtype(df[c]): df[c] = _numbers_or_text(df[c])
+    for c in ID_COLS:
+        if c in df and pd.api.types.is_string_dtype(df[c]):
+            df[c] = df[c].mask(df[c] == '')  # an empty field is a missing id, reported as such by validation
+            if df[c].notna().all(): df[c] = _canonical_ids(df[c], from_file=True)
+    return df, fmt
+
+def read_interactions(path:Path|str, # a file (Parquet, CSV/TSV, MovieLens, RecBole .inter) or a folder of Parquet parts
+                      columns:dict|list|None=None, # rename map {yours: canonical}, or the names in order of a file without header
+                      weight_column:str='auto', # 'auto' (a 'weight', else a 'rating' column), a column name, or 'none'
+                      rating_threshold:float|None=None, # keep rows with weight >= this, as implicit positives (weight 1)
+                      min_user_interactions:int=1, # k-core: drop users with fewer interactions (repeated with items until stable)
+                      min_item_interactions:int=1, # k-core: drop items with fewer interactions
+                      timestamp_unit:str='s', # unit of numeric timestamps: s, ms, us or ns
+                      sep:str|None=None, # separator of a text file; default sniffed
+                      file_format:str|None=None, # a key of FILE_FORMATS; default told from the name and first bytes
+                      duplicates:str='raise', # see `validate_interactions`
+                     )->Interactions:
+    "Load, validate and filter the interactions of a file as it comes, keeping every id exactly as written."
+    options = dict(columns=columns, weight_column=weight_column, rating_threshold=rating_threshold,
+                   min_user_interactions=min_user_interactions, min_item_interactions=min_item_interactions,
+                   timestamp_unit=timestamp_unit, sep=sep, file_format=file_format, duplicates=duplicates)
+    _check_options(options)
+    path = Path(path).expanduser().absolute()
+    try:
+        df, fmt = _table(path, options)
+        inter = Interactions.from_df(df, duplicates=duplicates, timestamp_unit=timestamp_unit)
+        inter.history[0] = {'step': 'read', 'source': str(path), 'format': fmt, 'rows': len(inter),
+                            'options': {k: v for k, v in options.items() if v != READ_OPTIONS[k]}}
+        if rating_threshold is not None:
+            if 'weight' not in df: raise DataError(f"rating_threshold={rating_threshold} needs a weight or rating column; columns: {list(df.columns)}")
+            inter = binarize(inter, rating_threshold)
+        if min_user_interactions > 1 or min_item_interactions > 1: inter = k_core(inter, min_user_interactions, min_item_interactions)
+    except DataError as e: raise DataError(e.args[0] if str(path) in e.args[0] else f"{path}: {e}") from None
+    return inter
+
+# %% ../nbs/01_data.ipynb #acb48e24
+ID_KINDS = ('int', 'str')
+
+def read_ids(path:Path|str, # a file in a format `read_interactions` reads, with the column below
+             column:str='user_id', # the column of ids
+             kind:str|None=None, # 'int' or 'str' (e.g. a model's id kind); None: the round-trip rule of `read_interactions`
+            )->np.ndarray: # the distinct ids, in order of first appearance
+    "The distinct ids of one column of a file, exactly as written."
+    if kind not in (None, *ID_KINDS): raise DataError(f"kind={kind!r}; expected one of {ID_KINDS} or None")
+    path = Path(path).expanduser().absolute()
+    if not path.exists(): raise DataError(f"id file {path} does not exist")
+    df, _ = _raw_table(path, detect_format(path), None, None)
+    if column not in df: raise DataError(f"{path} has no {column!r} column; columns: {list(df.columns)}")
+    ids = df[column].mask(df[column] == '') if pd.api.types.is_string_dtype(df[column]) else df[column]
+    if ids.isna().any(): raise DataError(f"{path}: column {column!r} has {int(ids.isna().sum())} missing ids ({_examples(df, ids.isna(), column)})")
+    try: typed = _canonical_ids(ids, from_file=kind is None)
     except DataError as e: raise DataError(f"{path}: {e}") from None
+    if kind == 'int' and not pd.api.types.is_integer_dtype(typed):
+        typed = _ints_or_text(typed)
+        if not pd.api.types.is_integer_dtype(typed):
+            bad = ~typed.str.fullmatch(r'0|-?[1-9][0-9]*')
+            raise DataError(f"{path}: column {column!r} holds ids that are not plain integers ({_examples(df, bad, column)}), "
+                            "but the model's ids are integers; '007' is not user 7")
+    return pd.unique(typed)
 
 # %% ../nbs/01_data.ipynb #121edaa3
-_ML_NAMES = ['user_id', 'item_id', 'weight', 'timestamp']
-
 def load_movielens(path:Path|str, # u.data, ratings.dat or ratings.csv of a MovieLens set
-                   duplicates:str='raise', # see `validate_interactions`
+                   **options, # `read_interactions` options, e.g. rating_threshold=4
                   )->Interactions:
     "Load MovieLens ratings as interactions with weight = rating."
     path = Path(path)
-    if path.name == 'u.data': kw = dict(sep='\t', header=None, names=_ML_NAMES)
-    # '::' read as ':' keeps pandas' fast C parser; the empty fields between the colons are skipped by usecols
-    elif path.name == 'ratings.dat': kw = dict(sep=':', header=None, names=['user_id', '', 'item_id', ' ', 'weight', '  ', 'timestamp'], usecols=_ML_NAMES)
-    elif path.name == 'ratings.csv': kw = dict(sep=',')
-    else: raise DataError(f"{path.name} is not a MovieLens ratings file; expected u.data, ratings.dat or ratings.csv")
-    cols = {'userId': 'user_id', 'movieId': 'item_id', 'rating': 'weight'} if path.name == 'ratings.csv' else None
-    return read_interactions(path, columns=cols, duplicates=duplicates, **kw)
+    if path.name.lower() not in ('u.data', 'ratings.dat', 'ratings.csv'):
+        raise DataError(f"{path.name} is not a MovieLens ratings file; expected u.data, ratings.dat or ratings.csv")
+    return read_interactions(path, file_format='movielens', **options)
 
 # %% ../nbs/01_data.ipynb #50d0738c
 def load_recbole(path:Path|str, # a RecBole atomic .inter file
                  user_field:str='user_id', item_field:str='item_id',
                  weight_field:str|None='rating', # None, or absent from the file: every weight is 1
-                 timestamp_field:str|None='timestamp',
-                 duplicates:str='raise',
+                 timestamp_field:str='timestamp', # absent from the file: no times
+                 **options, # other `read_interactions` options
                 )->Interactions:
     "Load a RecBole `.inter` file."
     path = Path(path)
     if not path.is_file(): raise DataError(f"interaction file {path} does not exist")
-    with open(path) as f: header = f.readline().rstrip('\n').split('\t')
-    fields = dict(h.split(':', 1) if ':' in h else (h, '') for h in header)
-    if not all(fields.values()):
-        raise DataError(f"{path}: header {header} is not RecBole's `name:type` form")
+    fields = [h.split(':', 1)[0] for h in _head(path, 1)[0].split('\t')]
     for name in (user_field, item_field):
-        if name not in fields: raise DataError(f"{path}: field {name!r} is not in the header; fields: {list(fields)}")
-    wanted = {user_field: 'user_id', item_field: 'item_id'}
-    if weight_field in fields: wanted[weight_field] = 'weight'
-    if timestamp_field in fields: wanted[timestamp_field] = 'timestamp'
-    df = _read_table(path, sep='\t', header=0, names=list(fields), usecols=list(wanted),
-                     dtype={n: str for n, t in fields.items() if t.startswith('token')})
-    try: return Interactions.from_df(df, columns=wanted, duplicates=duplicates)
-    except DataError as e: raise DataError(f"{path}: {e}") from None
+        if name not in fields: raise DataError(f"{path}: field {name!r} is not in the header; fields: {fields}")
+    names = {user_field: 'user_id', item_field: 'item_id', timestamp_field: 'timestamp'}
+    return read_interactions(path, columns={f: c for f, c in names.items() if f in fields and f != c} or None,
+                             weight_column=weight_field if weight_field in fields else 'none', file_format='recbole', **options)

@@ -9,7 +9,7 @@ Docs: https://recsys-lib.github.io/recsys_lib/evaluation.html.md"""
 from __future__ import annotations
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
@@ -229,6 +229,7 @@ class GateResult:
     primary: str
     thresholds: dict
     has_champion: bool = True
+    data: list = field(default_factory=list)  # lines naming the datasets: what each model learnt from, what they were scored on
 
     def to_frame(self)->pd.DataFrame:
         "The report as a small DataFrame: means, delta, interval, allowed drop, verdict per metric."
@@ -243,6 +244,7 @@ class GateResult:
         t = self.table
         names = t.attrs.get('names', ('champion', 'challenger'))
         out = [f"### Promotion gate: {'PROMOTE' if self.promote else 'KEEP CHAMPION'}", '']
+        if self.data: out += [*self.data, '']
         if self.has_champion and len(t):
             level = 1 - t.attrs.get('alpha', 0.05)
             out += [f"Challenger `{names[1]}` against champion `{names[0]}` on {int(t['n_users'].iloc[0]):,} holdout users; "
@@ -266,7 +268,7 @@ class GateResult:
         "A JSON-able summary: decision, reasons, settings and the table's rows."
         rows = {m: {c: _jsonable(v) for c, v in row.items()} for m, row in self.table.to_dict('index').items()}
         return {'promote': bool(self.promote), 'reasons': list(self.reasons), 'primary': self.primary,
-                'thresholds': dict(self.thresholds), 'has_champion': self.has_champion,
+                'thresholds': dict(self.thresholds), 'has_champion': self.has_champion, 'data': list(self.data),
                 'names': list(self.table.attrs.get('names', ('champion', 'challenger'))), 'table': rows}
 
     def __str__(self): return self.to_markdown()

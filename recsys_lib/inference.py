@@ -54,10 +54,11 @@ def _block_topk(model:Recommender, users:np.ndarray, k:int, exclude_seen:bool, m
     if mask is not None: scores[:, torch.as_tensor(~mask, device=device)] = -torch.inf
     return topk_torch(scores, k)
 
-def _table(model:Recommender, ids:np.ndarray, items:np.ndarray, scores:np.ndarray)->pa.Table:
+def _table(model:Recommender, ids:np.ndarray, items:np.ndarray, scores:np.ndarray, fallback:bool)->pa.Table:
     rows, ranks = np.nonzero(items >= 0)
     return pa.table({'user_id': ids[rows], 'item_id': model.item_map_.to_ids(items[rows, ranks]),
-                     'score': scores[rows, ranks].astype('float32'), 'rank': (ranks + 1).astype('int32')})
+                     'score': scores[rows, ranks].astype('float32'), 'rank': (ranks + 1).astype('int32'),
+                     'fallback': np.full(len(rows), fallback)})
 
 # %% ../nbs/05_inference.ipynb #bf092deb
 def batch_recommend(model:Recommender, # a fitted or loaded model
@@ -87,13 +88,13 @@ def batch_recommend(model:Recommender, # a fitted or loaded model
         with tqdm(total=len(ids), unit='user', unit_scale=True, desc='batch_recommend', disable=not progress) as bar:
             for s in range(0, len(known), batch_size):
                 block = known[s:s + batch_size]
-                write(_table(model, ids[block], *_block_topk(model, codes[block], k, exclude_seen, mask, backend, device)))
+                write(_table(model, ids[block], *_block_topk(model, codes[block], k, exclude_seen, mask, backend, device), fallback=False))
                 bar.update(len(block))
             unknown = np.flatnonzero(codes < 0)
             if len(unknown):
                 pop_items, pop_scores = model._popular_topk(k, mask)
                 n = len(unknown)
-                write(_table(model, ids[unknown], np.repeat(pop_items, n, 0), np.repeat(pop_scores, n, 0)))
+                write(_table(model, ids[unknown], np.repeat(pop_items, n, 0), np.repeat(pop_scores, n, 0), fallback=True))
                 bar.update(n)
         seconds = time.perf_counter() - start
         manifest = {'rows': rows, 'users': int(len(ids)), 'fallback_users': int((codes < 0).sum()), 'k': k,
@@ -107,7 +108,7 @@ def batch_recommend(model:Recommender, # a fitted or loaded model
 
 # %% ../nbs/05_inference.ipynb #0e115161
 def read_recommendations(path:Path|str)->pd.DataFrame:
-    "The table written by `batch_recommend`, after checking every part against the manifest."
+    "The table written by `batch_recommend`, after checking every part against the manifest; `fallback` is <NA> in older outputs."
     path = Path(path)
     if not (path/'_manifest.json').is_file(): raise DataError(f"{path} is not a batch_recommend output: _manifest.json is missing")
     manifest = json.loads((path/'_manifest.json').read_text())
@@ -115,6 +116,7 @@ def read_recommendations(path:Path|str)->pd.DataFrame:
         if not (path/f).is_file() or sha256_file(path/f) != digest:
             raise DataError(f"{path/f} is missing or does not match its SHA-256 in the manifest")
     parts = [pq.read_table(path/f) for f in manifest['files']]
-    df = pa.concat_tables(parts).to_pandas() if parts else pd.DataFrame(columns=['user_id', 'item_id', 'score', 'rank'])
+    df = pa.concat_tables(parts).to_pandas() if parts else pd.DataFrame(columns=['user_id', 'item_id', 'score', 'rank', 'fallback'])
     if len(df) != manifest['rows']: raise DataError(f"{path} holds {len(df)} rows but its manifest records {manifest['rows']}")
+    if 'fallback' not in df: df['fallback'] = pd.array([pd.NA] * len(df), dtype='boolean')
     return df

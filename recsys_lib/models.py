@@ -22,8 +22,8 @@ from .data import IdMap, Interactions
 log = logging.getLogger(__name__)
 
 # %% auto #0
-__all__ = ['log', 'ARTIFACT_FORMAT', 'MODELS', 'topk', 'NotFittedError', 'Recommender', 'ArtifactError', 'model_class',
-           'verify_manifest', 'read_manifest', 'load_model', 'Popularity']
+__all__ = ['log', 'ARTIFACT_FORMAT', 'MODELS', 'topk', 'NotFittedError', 'Recommender', 'relative_popularity', 'ArtifactError',
+           'model_class', 'verify_manifest', 'read_manifest', 'load_model', 'Popularity']
 
 # %% ../nbs/04_models.ipynb #6a6942b9
 def topk(scores:np.ndarray, # (users, items) block; -inf marks items that must not be returned
@@ -69,7 +69,7 @@ class Recommender:
     def _score_users(self, users:np.ndarray)->np.ndarray: raise NotImplementedError
     def _state(self)->dict: return {}
     def _set_state(self, arrays:dict): pass
-    def _fallback_scores(self)->np.ndarray: return self.item_popularity_
+    def _fallback_scores(self)->np.ndarray: return relative_popularity(self.item_popularity_)
 
     def fit(self, train:Interactions, valid:Interactions|None=None)->Recommender:
         "Learn from `train`; `valid` (same id maps) is used by models that stop early."
@@ -93,12 +93,22 @@ class Recommender:
         if not self.is_fitted: raise NotFittedError(f"{type(self).__name__} must be fit (or loaded) before {what}")
 
 # %% ../nbs/04_models.ipynb #f838aeb9
+def _id_kind_message(what:str, # the argument's name: 'users' or 'items'
+                     example, # one of the model's ids; its type is the kind the model expects
+                    )->str:
+    "What to say when `what` are ids of the other kind than the model's: the kind it expects, and the conversion."
+    example, v = np.asarray(example).item(), what[0]
+    if _id_kind([example]) == 'str':
+        return (f"{what} are int ids but the model was trained on str ids (e.g. {example!r}); "
+                f"pass them as strings: [str({v}) for {v} in {what}] (str(7) is '7', never '007')")
+    return (f"{what} are str ids but the model was trained on int ids (e.g. {example!r}); "
+            f"pass them as integers: [int({v}) for {v} in {what}] (right only because the model's ids are ints: "
+            f"'007' and '7' are different str ids, and both become 7)")
+
 def _codes(self:Recommender, ids, idmap:IdMap, what:str)->np.ndarray:
     ids = pd.Index(np.atleast_1d(np.asarray(ids)))
     if len(ids) == 0: raise DataError(f"{what} is empty; pass at least one id")
-    if _id_kind(ids) != _id_kind(idmap.ids):
-        raise DataError(f"{what} are {_id_kind(ids)} ids but the model was trained on {_id_kind(idmap.ids)} ids "
-                        f"(e.g. {idmap.ids[0]!r}); convert them first")
+    if _id_kind(ids) != _id_kind(idmap.ids): raise DataError(_id_kind_message(what, idmap.ids[0]))
     return idmap.to_codes(ids, unknown='mark')
 
 def _user_codes(self:Recommender, users)->np.ndarray:
@@ -118,6 +128,13 @@ def _candidate_mask(self:Recommender, items)->np.ndarray|None:
     return mask
 
 Recommender._codes, Recommender._user_codes, Recommender._candidate_mask = _codes, _user_codes, _candidate_mask
+
+# %% ../nbs/04_models.ipynb #7ac740eb
+def relative_popularity(counts:np.ndarray, # interactions (or users) per item
+                       )->np.ndarray: # float32 count / max count: 1.0 for the most popular item, 0 for items without any
+    "Item popularity on the fallback scale: each count divided by the largest one."
+    counts = np.asarray(counts, dtype='float64')
+    return (counts / max(counts.max(), 1)).astype('float32')
 
 # %% ../nbs/04_models.ipynb #5f600d78
 def _check_request(self:Recommender, k, items, what:str)->np.ndarray|None:
@@ -139,7 +156,7 @@ def _topk_block(self:Recommender, users:np.ndarray, k:int, exclude_seen:bool=Tru
     return topk(scores, k)
 
 def _popular_topk(self:Recommender, k:int, mask:np.ndarray|None=None):
-    "The fallback ranking for unknown users: one row of top-k item codes and scores."
+    "The fallback ranking for unknown or cold users: one row of top-k item codes and relative-popularity scores."
     pop = np.array(self._fallback_scores(), dtype='float32')[None]
     if mask is not None: pop[:, ~mask] = -np.inf
     return topk(pop, k)
@@ -154,7 +171,7 @@ def _recommend(self:Recommender,
                k:int=10, # items per user
                exclude_seen:bool=True, # never recommend what the user interacted with in training
                items=None, # restrict to these candidate item ids (default: the whole catalogue)
-              )->pd.DataFrame: # user_id, item_id, score, rank (1-based); best first
+              )->pd.DataFrame: # user_id, item_id, score, rank (1-based), fallback (True: popularity rows); best first
     "Top-`k` items for each user, in external ids."
     mask = self._check_request(k, items, 'recommend')
     ids = np.atleast_1d(np.asarray(users))
@@ -167,7 +184,7 @@ def _recommend(self:Recommender,
         items_out[~known], scores_out[~known] = self._popular_topk(k, mask)
     rows, ranks = np.nonzero(items_out >= 0)
     return pd.DataFrame({'user_id': ids[rows], 'item_id': self.item_map_.to_ids(items_out[rows, ranks]),
-                         'score': scores_out[rows, ranks], 'rank': (ranks + 1).astype('int32')})
+                         'score': scores_out[rows, ranks], 'rank': (ranks + 1).astype('int32'), 'fallback': ~known[rows]})
 
 Recommender._check_request, Recommender._topk_block = _check_request, _topk_block
 Recommender._popular_topk, Recommender._topk_codes = _popular_topk, _topk_codes
@@ -228,7 +245,8 @@ def _save(self:Recommender, path:Path|str)->Path:
         write_json(tmp/'manifest.json', {
             'format_version': ARTIFACT_FORMAT, 'recsys_lib_version': recsys_lib.__version__,
             'model': self.name, 'created_at': datetime.now(timezone.utc).isoformat(timespec='seconds'),
-            'train_fingerprint': self.train_fingerprint_, 'files': {f: sha256_file(tmp/f) for f in files}})
+            'train_fingerprint': self.train_fingerprint_, 'user_id_kind': _id_kind(self.user_map_.ids),
+            'item_id_kind': _id_kind(self.item_map_.ids), 'files': {f: sha256_file(tmp/f) for f in files}})
     return path
 
 Recommender.save = _save
@@ -265,6 +283,11 @@ def load_model(path:Path|str)->Recommender:
     cls = model_class(config['model'])
     model = cls(**config['params'])
     model.user_map_, model.item_map_ = IdMap.load(path/'user_map.json'), IdMap.load(path/'item_map.json')
+    for role, idmap in (('user', model.user_map_), ('item', model.item_map_)):
+        kind = _id_kind(idmap.ids)
+        if manifest.get(f'{role}_id_kind', kind) != kind:  # absent from manifests written before the kinds were recorded
+            raise ArtifactError(f"{path}/manifest.json records {role} ids of kind {manifest[f'{role}_id_kind']!r} "
+                                f"but {role}_map.json holds {kind} ids")
     try:
         with np.load(path/'arrays.npz', allow_pickle=False) as z: arrays = {k: z[k] for k in z.files}
     except (zipfile.BadZipFile, ValueError, OSError) as e: raise ArtifactError(f"{path/'arrays.npz'} cannot be read ({e})") from None
@@ -299,9 +322,9 @@ class Popularity(Recommender):
             try: span = pd.Timedelta(self.window)
             except ValueError as e: raise DataError(f"window={self.window!r} is not a duration such as '30D' ({e})") from None
             df = df[df.timestamp > df.timestamp.max() - span]
-        self.item_scores_ = np.bincount(df.item_idx, minlength=train.n_items).astype('float32')
+        self.item_scores_ = relative_popularity(np.bincount(df.item_idx, minlength=train.n_items))
 
     def _score_users(self, users): return np.broadcast_to(self.item_scores_, (len(users), len(self.item_scores_)))
     def _fallback_scores(self): return self.item_scores_
     def _state(self): return {'item_scores': self.item_scores_}
-    def _set_state(self, arrays): self.item_scores_ = arrays['item_scores']
+    def _set_state(self, arrays): self.item_scores_ = relative_popularity(arrays['item_scores'])  # older artifacts hold counts

@@ -1,5 +1,6 @@
 """The library side of the `pipelines/` notebooks: data loading with a cached synthetic default, frozen splits shared
-by every run, registration after success, the promotion gate, and the checks a batch output passes before publishing.
+by every run, the lineage of each model version's data, registration after success, the promotion gate, and the
+checks a batch output passes before publishing.
 
 Docs: https://recsys-lib.github.io/recsys_lib/pipeline.html.md"""
 
@@ -8,31 +9,73 @@ Docs: https://recsys-lib.github.io/recsys_lib/pipeline.html.md"""
 # %% ../nbs/09b_pipeline.ipynb #6af24a2b
 from __future__ import annotations
 import json, logging, shutil
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from .core import DataError, RecsysError, atomic_path, load_settings, write_json
-from .data import Interactions, read_interactions
+from .data import READ_OPTIONS, Interactions, read_ids, read_interactions
 from .split import Split, leave_last_out, random_split, temporal_split
 from .synthetic import SYNTHETIC_PRESETS, write_synthetic
 
 log = logging.getLogger(__name__)
 
 # %% auto #0
-__all__ = ['log', 'ENGINES', 'PROTOCOLS', 'load_data', 'check_engine', 'synthetic_path', 'read_users', 'read_split',
-           'frozen_split', 'register_run', 'resolve_versions', 'promote_version', 'check_batch_output', 'check_table',
+__all__ = ['log', 'ENGINES', 'PROTOCOLS', 'MIN_KNOWN_SHARE', 'data_source', 'read_options', 'load_data', 'check_engine',
+           'synthetic_path', 'read_users', 'read_split', 'frozen_split', 'LineageError', 'data_lineage',
+           'describe_data', 'register_run', 'resolve_versions', 'version_lineage', 'pipeline_split', 'check_holdout',
+           'datasets_line', 'EvalData', 'evaluation_data', 'promote_version', 'check_batch_output', 'check_table',
            'published_dir', 'publish']
 
 # %% ../nbs/09b_pipeline.ipynb #41c2ac47
-def load_data(data_path:str|None=None, # interactions file (.parquet/.csv); None: a synthetic preset
+def data_source(data_path:str|Path|None=None, # a file, a folder of parts or a URI; None: the synthetic preset
+                preset:str='small', # key of SYNTHETIC_PRESETS, used when data_path is None
+                seed:int=0, # seed of the synthetic data
+               )->str:
+    "The name a run records for its data: a local path made absolute, a URI as given, or 'synthetic:<preset>:seed<n>'."
+    if data_path is None: return f"synthetic:{preset}:seed{seed}"
+    s = str(data_path)
+    return s if s.startswith('synthetic:') or '://' in s else str(Path(s).expanduser().absolute())
+
+def _synthetic(source:str)->tuple[str, int]:
+    "(preset, seed) of a 'synthetic:<preset>:seed<n>' source."
+    parts = source.split(':')
+    if len(parts) != 3 or not parts[2].startswith('seed') or not parts[2][4:].isdigit():
+        raise DataError(f"data source {source!r}; expected 'synthetic:<preset>:seed<n>', e.g. 'synthetic:small:seed0'")
+    return parts[1], int(parts[2][4:])
+
+def _columns(columns):
+    "A rename map or a list of names; a dict keyed by positions 0, 1, ... (a header-less file, as a `dict` parameter) becomes the list."
+    if not columns: return None
+    if isinstance(columns, dict) and all(isinstance(k, int) or (isinstance(k, str) and k.isdigit()) for k in columns):
+        at = {int(k): v for k, v in columns.items()}
+        if sorted(at) != list(range(len(columns))):
+            raise DataError(f"columns={columns!r}: name a header-less file's columns by position 0, 1, 2, ..., each once")
+        return [at[i] for i in range(len(at))]
+    return list(columns) if isinstance(columns, tuple) else columns
+
+def read_options(**options)->dict:
+    "The `read_interactions` options in `options` that differ from their defaults (`READ_OPTIONS`), checked by name."
+    if unknown := sorted(set(options) - set(READ_OPTIONS)):
+        raise DataError(f"unknown read option(s) {', '.join(map(repr, unknown))}; the options are {', '.join(READ_OPTIONS)}")
+    options = {**options, 'columns': _columns(options.get('columns'))}
+    return {k: v for k, v in options.items() if v != READ_OPTIONS[k]}
+
+def load_data(data_path:str|Path|None=None, # a file or folder `read_interactions` reads, or a 'synthetic:<preset>:seed<n>' source; None: the preset below
               preset:str='small', # key of SYNTHETIC_PRESETS, used when data_path is None
               seed:int=0, # seed of the synthetic data
               profile:str|None=None, # settings profile (for data_dir)
+              **options, # read options (`READ_OPTIONS`): columns, weight_column, rating_threshold, min_user_interactions, ...
              )->Interactions:
-    "Validated interactions from a file, or a cached synthetic preset."
-    return read_interactions(data_path or synthetic_path(preset, seed, profile))
+    "Validated interactions from a file, or a cached synthetic preset; `.source` names which, `.read_options` how it was read."
+    options = read_options(**options)
+    if data_path is not None and str(data_path).startswith('synthetic:'): (preset, seed), data_path = _synthetic(str(data_path)), None
+    if data_path is not None: return read_interactions(data_path, **options)
+    inter = read_interactions(synthetic_path(preset, seed, profile), **options)
+    inter.history[0]['source'] = data_source(None, preset, seed)   # the preset, not the cache file that holds it
+    return inter
 
 ENGINES = ('local', 'spark')
 
@@ -49,13 +92,12 @@ def synthetic_path(preset:str='small', seed:int=0, profile:str|None=None)->Path:
     return path
 
 # %% ../nbs/09b_pipeline.ipynb #7130f1bc
-def read_users(path:str|Path)->np.ndarray:
-    "The distinct `user_id` values of a Parquet or CSV file."
-    path = Path(path)
-    if not path.is_file(): raise DataError(f"user list {path} does not exist")
-    df = pd.read_parquet(path) if path.suffix in ('.parquet', '.pq') else pd.read_csv(path)
-    if 'user_id' not in df: raise DataError(f"{path} has no 'user_id' column; columns: {list(df.columns)}")
-    return pd.unique(df.user_id.dropna())
+def read_users(path:str|Path, # a file with a user_id column, in any format `read_interactions` reads
+               model=None, # a fitted model: the ids are read as the kind it was trained on ('007' stays text for a text-id model)
+              )->np.ndarray:
+    "The distinct `user_id` values of a file, exactly as written."
+    kind = None if model is None else 'int' if pd.api.types.is_integer_dtype(model.user_map_.ids) else 'str'
+    return read_ids(path, 'user_id', kind)
 
 # %% ../nbs/09b_pipeline.ipynb #a8d6c7bb
 PROTOCOLS = ('leave_last_out', 'random', 'temporal')
@@ -67,14 +109,28 @@ def _split(inter:Interactions, protocol:str, seed:int)->Split:
     if protocol == 'temporal': return temporal_split(inter, test_quantile=0.9, valid_quantile=0.8)
     raise DataError(f"split protocol {protocol!r}; expected one of {PROTOCOLS}")
 
-def read_split(path:Path|str)->Split:
-    "The split stored at `path` by `frozen_split`."
+def read_split(path:Path|str, # a folder written by `frozen_split` or `frozen_split_spark`
+               engine:str='local', # 'local': a `Split`; 'spark': a `SparkSplit`
+               profile:str|None=None, # settings profile (for the Spark session)
+              ):
+    "The split stored at `path`."
     path = Path(path)
-    if not (path/'split.parquet').is_file(): raise DataError(f"{path} holds no frozen split (split.parquet is missing)")
+    if not (path/'split.parquet').exists(): raise DataError(f"{path} holds no frozen split (split.parquet is missing)")
+    if check_engine(engine) == 'spark': return _read_split_spark(path, profile)
     df = pd.read_parquet(path/'split.parquet')
     part = df.pop('part').to_numpy()
     inter = Interactions.from_df(df, duplicates='keep')
     return Split(*(inter.subset(part == p) for p in _PARTS))
+
+def _read_split_spark(path:Path, profile):
+    from pyspark.sql import functions as F
+    from recsys_lib.spark.data import SparkSplit
+    from recsys_lib.spark.session import spark_session
+    spark = spark_session(profile)
+    # a local split is one file written by pandas, with nanosecond times, which Spark's Parquet reader refuses
+    stored = (spark.read.parquet(str(path/'split.parquet')) if (path/'split.parquet').is_dir()
+              else spark.createDataFrame(pd.read_parquet(path/'split.parquet')))
+    return SparkSplit(*(stored.filter(F.col('part') == n).drop('part') for n in _PARTS))
 
 def frozen_split(inter:Interactions, # the full data
                  protocol:str='leave_last_out', # 'leave_last_out' (1 valid + 1 test per user), 'random' (8:1:1) or 'temporal' (80/10/10 by time)
@@ -93,6 +149,48 @@ def frozen_split(inter:Interactions, # the full data
             write_json(tmp/'split.json', {'protocol': protocol, 'seed': seed, 'fingerprint': inter.fingerprint(),
                                           'rows': {n: len(p) for n, p in zip(_PARTS, split)}})
     return read_split(path), path
+
+# %% ../nbs/09b_pipeline.ipynb #7c2bcc5b
+class LineageError(DataError):
+    "Evaluation data and a model's training data do not fit together: the model learnt from the test events, or from another dataset."
+
+def data_lineage(inter, # the data a model learnt from: `Interactions` from `load_data`, or a Spark DataFrame
+                 split_dir:Path|str, # the folder of its frozen split (`frozen_split`, `frozen_split_spark`)
+                 source:str|None=None, # where it came from, when `inter` does not say (a Spark DataFrame): see `data_source`
+                 read_options:dict|None=None, # how it was read, when `inter` does not say
+                )->dict:
+    "The record of a training dataset: source, fingerprint, counts, time span, read options and frozen split."
+    split_dir = Path(split_dir).absolute()
+    meta = json.loads((split_dir/'split.json').read_text()) if (split_dir/'split.json').is_file() else {}
+    if isinstance(inter, Interactions):
+        df = inter.df
+        rows, users, items = len(df), df.user_id.nunique(), df.item_id.nunique()
+        span = (df.timestamp.min(), df.timestamp.max()) if inter.has_timestamps and len(df) else (None, None)
+        fingerprint, fmt = inter.fingerprint(), inter.history[0].get('format') if inter.history else None
+        if inter.source: source, read_options = inter.source, inter.read_options
+    else:   # Spark: one pass for the counts; the fingerprint is the one the split was keyed by
+        from pyspark.sql import functions as F
+        times = [F.min('timestamp'), F.max('timestamp')] if 'timestamp' in inter.columns else []
+        r = inter.agg(F.count(F.lit(1)), F.countDistinct('user_id'), F.countDistinct('item_id'), *times).first()
+        rows, users, items, span = r[0], r[1], r[2], (r[3], r[4]) if times else (None, None)
+        fingerprint, fmt = meta.get('fingerprint'), None
+    if not source: raise DataError("these interactions do not say where they came from (an in-memory table); pass source=")
+    iso = lambda t: None if t is None or pd.isna(t) else pd.Timestamp(t).isoformat()
+    return {'source': str(source), 'format': fmt, 'fingerprint': fingerprint, 'rows': int(rows), 'users': int(users),
+            'items': int(items), 'first_event': iso(span[0]), 'last_event': iso(span[1]), 'read_options': dict(read_options or {}),
+            'split_protocol': meta.get('protocol'), 'split_seed': meta.get('seed'), 'split_dir': str(split_dir),
+            'split_rows': meta.get('rows')}
+
+def describe_data(lineage:dict|None, # a `data_lineage` record
+                  split:bool=True, # also name the split
+                 )->str:
+    "One line naming a dataset: source, size, fingerprint (and split)."
+    if not lineage: return "unrecorded data"
+    fp = str(lineage.get('fingerprint') or '?').rsplit(':', 1)[-1][:12]
+    text = (f"{lineage.get('source')} ({lineage.get('rows', 0):,} rows, {lineage.get('users', 0):,} users x "
+            f"{lineage.get('items', 0):,} items, fingerprint {fp})")
+    if split and lineage.get('split_dir'): text += f", {lineage.get('split_protocol')} split {Path(lineage['split_dir']).name}"
+    return text
 
 # %% ../nbs/09b_pipeline.ipynb #e88bd640
 def register_run(run_dir:Path|str, # a finished run folder of `recsys_lib.runner`
@@ -117,38 +215,199 @@ def resolve_versions(name:str, # registered model name
     from recsys_lib import tracking
     return {str(v): int(v) if str(v).isdigit() else tracking.get_version_by_alias(name, str(v), profile) for v in specs}
 
-# %% ../nbs/09b_pipeline.ipynb #3c77f799
-def _version_split(name:str, version:int, profile)->Split:
-    "The frozen split recorded by the training run of a model version."
-    from recsys_lib import tracking
-    client = tracking.get_client(profile)
-    mv = client.get_model_version(name, str(version))
-    run_dir = client.get_run(mv.run_id).data.tags.get('recsys.run_dir')
-    records = Path(run_dir or '')/'records.json'
-    if not records.is_file(): raise RecsysError(f"version {version} of {name!r}: its run folder {run_dir} is gone or recorded no split")
-    split_dir = json.loads(records.read_text()).get('split_dir')
-    if not split_dir: raise RecsysError(f"version {version} of {name!r}: its training run recorded no split_dir")
-    return read_split(split_dir)
+# %% ../nbs/09b_pipeline.ipynb #d28b40ce
+def _version_number(name:str, spec, profile)->int:
+    "The version number of an alias or number; an alias nobody holds is an error."
+    v = resolve_versions(name, [spec], profile)[str(spec)]
+    if v is None: raise RecsysError(f"{name!r} has no version with the alias {spec!r}")
+    return v
 
+def version_lineage(name:str, # registered model name
+                    version:int|str, # version number or alias
+                    profile:str|None=None,
+                    required:bool=True, # False: None when the version recorded no training data
+                   )->dict|None:
+    "The training data a registered model version recorded (a `data_lineage` record)."
+    from recsys_lib import tracking
+    version = _version_number(name, version, profile)
+    lineage = tracking.version_data(name, version, profile)
+    if lineage is None and required:
+        raise LineageError(f"version {version} of {name!r} records no training data (registered before lineage was recorded, "
+                           "or from a run that logged no 'training_data'); retrain it with pipelines/train.ipynb")
+    return lineage
+
+# %% ../nbs/09b_pipeline.ipynb #bdb7ae83
+def pipeline_split(name:str, # registered model name
+                   version:int|str, # version number or alias whose data is the default
+                   data_path:str|None=None, # other interactions instead: a file, folder or URI (see `load_data`) ...
+                   preset:str|None=None, # ... or a synthetic preset
+                   seed:int=0, # seed of the synthetic data and of a random split
+                   protocol:str|None=None, # split protocol of the other data; default the version's
+                   options:dict|None=None, # read options of the other data (`read_options`); none given: the version's, for a file
+                   engine:str='local', # 'local': a `Split`; 'spark': a `SparkSplit`
+                   profile:str|None=None,
+                  )->tuple: # (the split, `data_lineage` of its data)
+    "The frozen split a version was trained with, or the frozen split of other data."
+    trained = version_lineage(name, version, profile, required=data_path is None and preset is None) or {}
+    if data_path is None and preset is None:
+        if given := [*(options or {}), *(['split_protocol'] if protocol else [])]:
+            raise DataError(f"{', '.join(given)} given without data_path: the version's data is read and split as it recorded "
+                            f"(read options {trained.get('read_options') or 'the defaults'}, {trained.get('split_protocol')} split); "
+                            "pass data_path to evaluate on other data")
+        return read_split(trained['split_dir'], engine, profile), trained
+    source = data_source(data_path, preset or 'small', seed)
+    protocol = protocol or trained.get('split_protocol') or 'leave_last_out'
+    if not options and data_path is not None: options = trained.get('read_options') or {}
+    options = read_options(**(options or {}))
+    if check_engine(engine) == 'spark':
+        from recsys_lib.spark.pipeline import frozen_split_spark, load_data_spark
+        preset, seed = _synthetic(source) if source.startswith('synthetic:') else (preset or 'small', seed)
+        df = load_data_spark(None if source.startswith('synthetic:') else source, preset, seed, profile=profile, **options)
+        split, split_dir = frozen_split_spark(df, protocol, profile=profile)
+        return split, data_lineage(df, split_dir, source=source, read_options=options)
+    inter = load_data(source, profile=profile, **options)
+    split, split_dir = frozen_split(inter, protocol, seed=seed, profile=profile)
+    return split, data_lineage(inter, split_dir)
+
+# %% ../nbs/09b_pipeline.ipynb #b661138a
+MIN_KNOWN_SHARE = 0.5  # below this share of the holdout's users or items in a model's training data, a different source is a different dataset
+
+def _keys(x)->pd.DataFrame:
+    "user_id, item_id (and timestamp) of `Interactions`, a DataFrame or a Spark DataFrame, as pandas."
+    if isinstance(x, Interactions): x = x.df
+    cols = [c for c in ('user_id', 'item_id', 'timestamp') if c in x.columns]
+    return x.select(*cols).toPandas() if hasattr(x, 'sparkSession') else x[cols].reset_index(drop=True)
+
+def _seen(lineage:dict, label:str)->pd.DataFrame:
+    "The rows a version learnt from: the train and valid parts of its recorded split."
+    path = Path(lineage.get('split_dir') or '')/'split.parquet'
+    if not path.exists():
+        raise LineageError(f"{label} recorded the split {lineage.get('split_dir')}, which is gone: its training rows cannot be "
+                           "checked against the holdout; restore the data store or retrain it")
+    df = pd.read_parquet(path, filters=[('part', 'in', ['train', 'valid'])])
+    return df[[c for c in ('user_id', 'item_id', 'timestamp', 'part') if c in df]]
+
+def _in(a:pd.DataFrame, b:pd.DataFrame)->np.ndarray:
+    "Which rows of `a` are among the rows of `b`, on user, item and (when both have it) timestamp; ids compare as text when their kinds differ."
+    keys = [c for c in ('user_id', 'item_id', 'timestamp') if c in a and c in b]
+    a, b = a[keys].copy(), b[keys].drop_duplicates()
+    for c in keys:
+        if c == 'timestamp': a[c], b[c] = a[c].astype('datetime64[ns]'), b[c].astype('datetime64[ns]')
+        elif a[c].dtype != b[c].dtype: a[c], b[c] = a[c].astype(str), b[c].astype(str)
+    return a.merge(b.assign(_seen=True), how='left', on=keys)['_seen'].notna().to_numpy()
+
+def _other_dataset(data:dict, lineage:dict, keys:pd.DataFrame, seen:pd.DataFrame)->str|None:
+    "Why a model's training data is another dataset than the evaluation data, or None."
+    a, b = str(data.get('source')), str(lineage.get('source'))
+    if a == b or (data.get('fingerprint') and data.get('fingerprint') == lineage.get('fingerprint')): return None
+    if a.startswith('synthetic:') or b.startswith('synthetic:'):
+        return "another source, and synthetic data is comparable only with itself"
+    train = seen[seen['part'] == 'train']
+    known = {c: float(pd.Series(pd.unique(keys[c])).isin(train[c]).mean()) for c in ('user_id', 'item_id')}
+    if min(known.values()) < MIN_KNOWN_SHARE:
+        return (f"another source with few ids in common: it learnt {known['user_id']:.0%} of the holdout's users and "
+                f"{known['item_id']:.0%} of its items (a snapshot of the same data keeps at least {MIN_KNOWN_SHARE:.0%} of each)")
+    return None
+
+def check_holdout(holdout, # the evaluation rows: `Interactions`, a DataFrame or a Spark DataFrame (user_id, item_id, timestamp)
+                  data:dict, # `data_lineage` of the evaluation data
+                  trained:dict, # label -> `data_lineage` of each model's training data (None: not recorded)
+                  allow_data_mismatch:bool=False, # go ahead: leaked rows are left out, other datasets only reported
+                 )->tuple: # (the holdout, less any leaked rows; notes on what was let through)
+    "Refuse holdout rows a model learnt from, and models trained on another dataset (`LineageError`)."
+    keys = _keys(holdout)
+    leaked, problems, hints = np.zeros(len(keys), bool), [], {}
+    for label, lineage in trained.items():
+        if lineage is None:
+            problems.append(f"{label} records no training data"); hints['retrain it with pipelines/train.ipynb'] = 1; continue
+        if lineage.get('split_dir') == data.get('split_dir'): continue   # scored on its own split: disjoint by construction
+        seen = _seen(lineage, label)
+        hit, why = _in(keys, seen), _other_dataset(data, lineage, keys, seen)
+        if hit.any():
+            ex = ', '.join(f"({u!r}, {i!r})" for u, i in keys.loc[hit, ['user_id', 'item_id']].head(3).itertuples(index=False))
+            problems.append(f"{int(hit.sum()):,} of {len(keys):,} holdout rows are among the training rows of {label} (e.g. {ex})")
+            hints["score on events the models have not seen (a newer snapshot, split leave_last_out or temporal)"] = 1
+            leaked |= hit
+        if why:
+            problems.append(f"{label} learnt from {why}")
+            hints["compare models trained on the same data (another dataset is another registered model)"] = 1
+    if not problems: return holdout, []
+    datasets = '; '.join([f"holdout of {describe_data(data)}",
+                          *(f"{label} trained on {describe_data(l, split=False)}" for label, l in trained.items() if l)])
+    if not allow_data_mismatch:
+        raise LineageError(f"{'; '.join(problems)} [{datasets}]: {', or '.join(hints)}; or pass allow_data_mismatch=True "
+                           "(recsys promote --allow-data-mismatch) to compare anyway, on the holdout rows no model learnt from")
+    notes = [f"Allowed by allow_data_mismatch: {p}." for p in problems]
+    if leaked.any():
+        notes.append(f"Left out {int(leaked.sum()):,} of {len(keys):,} holdout rows that a model learnt from.")
+        if isinstance(holdout, Interactions): holdout = holdout.subset(~leaked, step='drop rows a model learnt from')
+        elif hasattr(holdout, 'sparkSession'):
+            holdout = holdout.join(holdout.sparkSession.createDataFrame(keys[leaked].drop_duplicates()), list(keys.columns), 'left_anti')
+        else: holdout = holdout[~leaked]
+    return holdout, notes
+
+# %% ../nbs/09b_pipeline.ipynb #58dfa28e
+def _label(spec, version:int)->str: return f"v{version}" if str(spec) == str(version) else f"{spec} v{version}"
+
+def datasets_line(data:dict, # `data_lineage` of the evaluation data
+                  trained:dict, # label -> `data_lineage` of each model's training data
+                 )->str:
+    "The first line of an evaluation report: the data scored on, and what each model learnt from."
+    return (f"Evaluation data: {describe_data(data)}. Training data: "
+            + '; '.join(f"{label} {describe_data(lin, split=False)}" for label, lin in trained.items()) + '.')
+
+@dataclass
+class EvalData:
+    "What an evaluation runs on: the split, the holdout actually scored, and the datasets involved."
+    split: object   # `Split` (or `SparkSplit`): train and valid give context (novelty, exclusions)
+    holdout: object # `split.test`, less any rows a model learnt from (only with allow_data_mismatch)
+    data: dict      # `data_lineage` of the evaluation data
+    trained: dict   # label -> `data_lineage` of each model's training data
+    notes: list = field(default_factory=list) # mismatches that allow_data_mismatch let through
+    def lines(self)->list:
+        "The report's opening lines: the datasets (`datasets_line`), then what allow_data_mismatch let through."
+        return [datasets_line(self.data, self.trained), *self.notes]
+    def __repr__(self): return '\n'.join(self.lines())
+
+def evaluation_data(name:str, # registered model name
+                    versions:dict, # label -> version number of each model to score, e.g. {'champion': 1, 'challenger': 2}
+                    data_path:str|None=None, preset:str|None=None, seed:int=0, # other data, as in `pipeline_split`
+                    protocol:str|None=None, options:dict|None=None,
+                    holdout_of:int|None=None, # whose frozen split is the holdout when no data is given; default the newest version
+                    allow_data_mismatch:bool=False, # see `check_holdout`
+                    engine:str='local', profile:str|None=None,
+                   )->EvalData:
+    "The holdout to score `versions` on, checked against what each of them learnt from."
+    if not versions: raise RecsysError(f"none of the versions of {name!r} to evaluate exists")
+    split, data = pipeline_split(name, holdout_of or max(versions.values()), data_path, preset, seed, protocol, options, engine, profile)
+    trained = {_label(spec, v): version_lineage(name, v, profile, required=not allow_data_mismatch) for spec, v in versions.items()}
+    holdout, notes = check_holdout(split.test, data, trained, allow_data_mismatch)
+    return EvalData(split, holdout, data, trained, notes)
+
+# %% ../nbs/09b_pipeline.ipynb #3c77f799
 def promote_version(name:str, # registered model name
                     version:int|None=None, # the challenger's version; default: the version with the `challenger` alias
                     profile:str|None=None,
-                    n_boot:int=1000, seed:int=0, k:int=10):
+                    n_boot:int=1000, seed:int=0, k:int=10,
+                    allow_data_mismatch:bool=False, # compare even when the champion learnt from holdout rows (left out) or from other data
+                   ):
     "Run the evaluation gate for `version`; make it champion only if it passes. Returns the `GateResult`."
     from recsys_lib import tracking
     from recsys_lib.evaluation import compare, evaluate_model, gate_config, gate_decision
     settings = load_settings(profile)
     if version is None: version = tracking.get_challenger(name, profile)
     if version is None: raise RecsysError(f"{name!r} has no version with the alias 'challenger'; pass the version to promote")
-    split = _version_split(name, version, profile)
-    challenger = tracking.load_registered_model(name, version=version, profile=profile)
     champion_version = tracking.get_champion(name, profile)
     if champion_version is None or champion_version == version:
         result = gate_decision(None, has_champion=False, **gate_config(settings))
+        result.data = [f"Training data: challenger v{version} {describe_data(version_lineage(name, version, profile, required=False))}."]
     else:
-        champion = tracking.load_registered_model(name, version=champion_version, profile=profile)
-        ev = [evaluate_model(m, split.test, k=k, train=split.train, exclude=split.valid.df) for m in (champion, challenger)]
-        result = gate_decision(compare(*ev, n_boot=n_boot, seed=seed, names=(f'v{champion_version}', f'v{version}')), **gate_config(settings))
+        ev = evaluation_data(name, {'champion': champion_version, 'challenger': version}, holdout_of=version,
+                             allow_data_mismatch=allow_data_mismatch, profile=profile)
+        models = [tracking.load_registered_model(name, version=v, profile=profile) for v in (champion_version, version)]
+        evals = [evaluate_model(m, ev.holdout, k=k, train=ev.split.train, exclude=ev.split.valid.df) for m in models]
+        result = gate_decision(compare(*evals, n_boot=n_boot, seed=seed, names=(f'v{champion_version}', f'v{version}')), **gate_config(settings))
+        result.data = ev.lines()
     tracking.set_version_report(name, version, result.to_markdown(), profile=profile)
     if result.promote: tracking.promote(name, version, profile=profile)
     return result

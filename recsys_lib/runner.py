@@ -22,10 +22,10 @@ from .params import (ParamError, check_params, notebook_params, read_params_file
 log = logging.getLogger(__name__)
 
 # %% auto #0
-__all__ = ['log', 'RUN_DIR_ENV', 'SOURCE_NB', 'KEY_PACKAGES', 'current_run_dir', 'log_metrics', 'log_record',
-           'log_data_fingerprint', 'params_hash', 'package_versions', 'git_state', 'RunResult', 'RunInterrupted',
-           'run_notebook', 'list_runs', 'load_run', 'rerun', 'cli_inspect', 'cli_run', 'cli_rerun', 'cli_runs',
-           'cli_show', 'add_subcommands']
+__all__ = ['log', 'RUN_DIR_ENV', 'SOURCE_NB', 'KEY_PACKAGES', 'PATH_PARAM_SUFFIXES', 'current_run_dir', 'log_metrics',
+           'log_record', 'log_data_fingerprint', 'params_hash', 'package_versions', 'git_state', 'RunResult',
+           'RunInterrupted', 'resolve_path_params', 'run_notebook', 'list_runs', 'load_run', 'rerun', 'cli_inspect',
+           'cli_run', 'cli_rerun', 'cli_runs', 'cli_show', 'add_subcommands']
 
 # %% ../nbs/07_runner.ipynb #9dfe79cf
 RUN_DIR_ENV = 'RECSYS_RUN_DIR'
@@ -178,6 +178,16 @@ def _signal_name(code)->str:
     try: return signal.Signals(-code).name
     except (ValueError, TypeError): return f"signal {-code}"
 
+def _cut(text:str, n:int=200)->str:
+    "`text` shortened to `n` characters for a one-line reason, with a mark that says so (the whole text is kept as `error`)."
+    return text if len(text) <= n else text[:n - 1] + '…'
+
+def _error_text(outcome:str, error)->str|None:
+    "The whole error message of a run that raised, for stderr and `recsys show`: the one-line reason may be shortened."
+    if outcome == 'error': return f"{error.ename}: {error.evalue}".strip()
+    if outcome == 'runner': return f"{type(error).__name__}: {error}".strip()
+    return None
+
 def _diagnose(nb, outcome:str, error, timeout, exit_code)->tuple:
     "(status, reason, failed cell info) of a run, marking the failed cell in `nb`."
     if outcome == 'succeeded' and nb is not None:
@@ -197,7 +207,7 @@ def _diagnose(nb, outcome:str, error, timeout, exit_code)->tuple:
     status = 'failed'
     if outcome == 'error':
         evalue = (str(error.evalue).strip().splitlines() or [''])[0]
-        reason = f"{where} raised {error.ename}" + (f": {evalue[:200]}" if evalue else "")
+        reason = f"{where} raised {error.ename}" + (f": {_cut(evalue)}" if evalue else "")
     elif outcome == 'timeout':
         reason = f"{where} timed out after {timeout:g} s"
         if index is not None: _mark_cell(nb, index, 'CellTimeoutError', f"the cell was stopped after the run's timeout of {timeout:g} s")
@@ -213,7 +223,7 @@ def _diagnose(nb, outcome:str, error, timeout, exit_code)->tuple:
     elif outcome == 'incomplete':
         reason = f"cell {bad[0]} did not complete"
     else:
-        msg = (str(error).strip().splitlines() or [''])[0][:200]
+        msg = _cut((str(error).strip().splitlines() or [''])[0])
         reason = f"the runner failed{f' during cell {number}' if number else ''}: {type(error).__name__}" + (f": {msg}" if msg else "")
     return status, reason, info
 
@@ -283,6 +293,7 @@ class RunResult:
     status: str
     reason: str|None = None
     metrics: dict = field(default_factory=dict)
+    error: str|None = None  # the whole error message when a cell raised (`reason` may shorten it)
     @property
     def run_id(self)->str: return f"{self.run_dir.parent.name}/{self.run_dir.name}"
     @property
@@ -310,6 +321,18 @@ def _quiet_unknown_parameter_warning():
     pm_log = logging.getLogger('papermill')
     if not any(isinstance(f, _KnownParameters) for f in pm_log.filters): pm_log.addFilter(_KnownParameters())
 
+PATH_PARAM_SUFFIXES = ('_path', '_dir')
+
+def resolve_path_params(values:dict, # checked parameter values
+                        cwd:Path|str|None=None, # what relative paths are relative to; default the current directory
+                       )->dict:
+    "`values` with relative local paths in `*_path` / `*_dir` parameters made absolute against `cwd`."
+    cwd = Path(cwd or Path.cwd())
+    def resolve(v):
+        if not isinstance(v, str) or not v or '://' in v or v.startswith(('$', '~')) or Path(v).is_absolute(): return v
+        return str((cwd/v).resolve())
+    return {k: resolve(v) if k.endswith(PATH_PARAM_SUFFIXES) else v for k, v in values.items()}
+
 def run_notebook(notebook:Path|str, # the pipeline notebook
                  params:dict|None=None, # name -> value, as Python objects or text; checked against the contract
                  profile:str|None=None, # settings profile; default `$RECSYS_PROFILE` or 'local'
@@ -326,7 +349,7 @@ def run_notebook(notebook:Path|str, # the pipeline notebook
     settings = load_settings(profile)
     kernel = kernel or settings.kernel
     declared = notebook_params(code, settings.secret_params)
-    values = check_params(notebook, params or {}, declared)
+    values = resolve_path_params(check_params(notebook, params or {}, declared))
     if timeout is not None and not timeout > 0: raise ParamError(f"timeout={timeout!r}; expected a positive number of seconds")
     spec = _kernel_spec(kernel)
     secrets = {n: str(v) for n, v in values.items() if declared[n].secret and v is not None}
@@ -384,6 +407,7 @@ def _finish(run_dir, out_nb, manifest, outcome, error, timeout, exit_code, secre
     except Exception as e:   # a notebook cut short mid-write: record the run anyway
         log.warning("run %s: cannot read the executed notebook (%s)", manifest['run_id'], e); nb = None
     status, reason, failed = _scrub(_diagnose(nb, outcome, error, timeout, exit_code), secrets)
+    error_text = _scrub(_error_text(outcome, error), secrets)
     if nb is not None:
         nb = nbformat.from_dict(_scrub(nb, secrets))
         with atomic_path(out_nb) as tmp: nbformat.write(nb, tmp)
@@ -402,12 +426,12 @@ def _finish(run_dir, out_nb, manifest, outcome, error, timeout, exit_code, secre
             cells.append({'cell': n, 'duration_s': m.get('duration'), 'status': m.get('status'),
                           'injected': 'injected-parameters' in c.metadata.get('tags', [])})
     ended = _now()
-    manifest.update(status=status, reason=reason, failed_cell=failed, ended_at=ended.isoformat(),
+    manifest.update(status=status, reason=reason, error=error_text, failed_cell=failed, ended_at=ended.isoformat(),
                     duration_s=round(duration, 3), data_fingerprints=records.pop('data_fingerprints', {}), records=records,
                     kernel_python=(nb.metadata.get('language_info', {}).get('version') if nb is not None else None),
                     kernel_exit_code=exit_code, cells=cells)
     write_json(run_dir/'manifest.json', manifest)
-    result = RunResult(run_dir, status, reason, metrics)
+    result = RunResult(run_dir, status, reason, metrics, error_text)
     log.info("run %s %s%s", manifest['run_id'], status,
             f": {reason}" if reason else "")
     if status == 'interrupted': raise RunInterrupted(result)
@@ -546,6 +570,7 @@ def _run_and_report(start, args)->int:
         raise SystemExit(130)
     tracked = {} if args.no_track else _track(res.run_dir, args.profile)
     if not res.ok:
+        if res.error and res.error not in (res.reason or ''): print(f"error:\n{res.error}", file=sys.stderr)  # whole, before the one-line summary
         print(f"recsys {args.command}: {res.status}: {res.reason}; executed notebook: {res.notebook}", file=sys.stderr)
         raise SystemExit(1)
     print(f"run {res.run_id} succeeded{': ' + _kv(res.metrics) if res.metrics else ''}\n{res.run_dir}")
@@ -588,6 +613,7 @@ def cli_show(args)->int:
     run = load_run(args.run, args.run_root, args.profile)
     if args.json:
         print(json.dumps({k: (str(v) if isinstance(v, Path) else v) for k, v in run.items()}, indent=2, default=str)); return 0
+    from recsys_lib.pipeline import describe_data  # the pipelines' lineage records; runner does not import pipeline at load
     m = run['manifest']
     git = m.get('git') or {}
     slow = sorted((c for c in m.get('cells', []) if c.get('duration_s')), key=lambda c: -c['duration_s'])[:3]
@@ -596,7 +622,9 @@ def cli_show(args)->int:
              f"params    {_kv(run['params'])}", f"metrics   {_kv(run['metrics']) or '-'}",
              f"code      {git.get('commit') or '-'}{' (dirty)' if git.get('dirty') else ''}",
              f"data      {_kv(m.get('data_fingerprints') or {}) or '-'}",
+             *([f"trained   {describe_data(trained)}"] if (trained := (m.get('records') or {}).get('training_data')) else []),
              f"slowest   {', '.join('cell %s %.2f s' % (c['cell'], c['duration_s']) for c in slow) or '-'}"]
+    if m.get('error') and m['error'] not in (run['reason'] or ''): lines.append(f"error     {m['error']}")
     print('\n'.join(lines)); return 0
 
 # %% ../nbs/07_runner.ipynb #4308ed59

@@ -25,7 +25,7 @@ os.environ.setdefault('MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR', 'false')
 try:
     import mlflow
     from mlflow import MlflowClient
-    from mlflow.entities import Metric, Param, RunTag
+    from mlflow.entities import Dataset, DatasetInput, InputTag, Metric, Param, RunTag
     from mlflow.exceptions import MlflowException
 except ImportError as e:
     raise ImportError("recsys_lib.tracking needs MLflow: pip install 'recsys_lib[tracking]'") from e
@@ -35,9 +35,9 @@ log = logging.getLogger(__name__)
 # %% auto #0
 __all__ = ['log', 'SUCCESS_STATUSES', 'FAILURE_STATUSES', 'TrackingError', 'RegistrationError', 'TrackingConfig',
            'tracking_config', 'get_client', 'configure', 'tracking_context', 'ensure_experiment', 'metric_key',
-           'log_run', 'register_model', 'set_alias', 'delete_alias', 'get_version_by_alias', 'get_champion',
-           'get_challenger', 'promote', 'load_registered_model', 'set_version_report', 'get_version_report',
-           'list_versions', 'ui_command']
+           'log_run', 'register_model', 'version_data', 'set_alias', 'delete_alias', 'get_version_by_alias',
+           'get_champion', 'get_challenger', 'promote', 'load_registered_model', 'set_version_report',
+           'get_version_report', 'list_versions', 'ui_command']
 
 # %% ../nbs/08_tracking.ipynb #472cc9b5
 if not os.environ.get('MLFLOW_LOGGING_LEVEL'):
@@ -188,6 +188,8 @@ def metric_key(name:str)->str:
 SUCCESS_STATUSES = ('succeeded', 'success', 'completed')  # manifest statuses of a run that may be registered
 FAILURE_STATUSES = ('failed', 'error', 'timeout', 'killed', 'cancelled', 'interrupted', 'stopped')  # statuses of a run that ended badly
 
+_DATA_RECORDS = {'training_data': 'training', 'evaluation_data': 'evaluation'}  # run records naming a dataset -> MLflow input context
+
 def _read_json(path:Path)->object:
     try: return json.loads(path.read_text())
     except ValueError as e: raise DataError(f"{path} is not valid JSON ({e})") from None
@@ -216,6 +218,7 @@ class _RunRecord:
     metrics: dict
     text_metrics: dict
     files: list
+    records: dict   # what the notebook recorded with `log_record` (e.g. 'training_data')
 
 def _read_run_dir(run_dir:Path, secret_params:list)->_RunRecord:
     "Read and check a run directory before anything is written to the store."
@@ -236,10 +239,16 @@ def _read_run_dir(run_dir:Path, secret_params:list)->_RunRecord:
         raise DataError(f"{run_dir/'params.json'} holds the secret parameter(s) {', '.join(leaked)}; secrets reach a run through "
                         "the environment only, so this run directory is not copied to the tracking store")
     metrics = _flat(_read_json(run_dir/'metrics.json'), run_dir/'metrics.json', 'metrics') if (run_dir/'metrics.json').is_file() else {}
+    records = manifest.get('records') or (_read_json(run_dir/'records.json') if (run_dir/'records.json').is_file() else {})
+    if not isinstance(records, dict): records = {}
+    for key in _DATA_RECORDS:
+        if records.get(key) is not None and not isinstance(records[key], dict):
+            raise DataError(f"record {key!r} of {run_dir} is a {type(records[key]).__name__}; expected a data_lineage dict")
     return _RunRecord(status, succeeded, {k: _param_value(k, v, run_dir/'params.json') for k, v in params.items()},
                       {k: float(v) for k, v in metrics.items() if _is_number(v)},
                       {k: str(v) for k, v in metrics.items() if not _is_number(v)},
-                      [run_dir/f for f in ('params.json', 'metrics.json', 'manifest.json') if (run_dir/f).is_file()] + notebooks)
+                      [run_dir/f for f in ('params.json', 'metrics.json', 'manifest.json') if (run_dir/f).is_file()] + notebooks,
+                      records)
 
 # %% ../nbs/08_tracking.ipynb #0764aed8
 def _quote(value:str)->str:
@@ -249,6 +258,27 @@ def _quote(value:str)->str:
     raise DataError(f"{value!r} holds both kinds of quote; it cannot be searched for in MLflow")
 
 def _batches(items:list, n:int=100): return [items[i:i + n] for i in range(0, len(items), n)]
+
+
+def _data_tags(lineage:dict)->dict:
+    "The tags that name a run's training data, copied to the model versions registered from it."
+    full = json.dumps(lineage, sort_keys=True, default=str)
+    if len(full) > 8000: raise DataError(f"the training_data record is {len(full)} characters as JSON; an MLflow tag holds at most 8000")
+    text = lambda v: '' if v is None else str(v)
+    return {'recsys.data': full, 'recsys.data.source': text(lineage.get('source')), 'recsys.data.fingerprint': text(lineage.get('fingerprint')),
+            **{f'recsys.data.{k}': text(lineage.get(k)) for k in ('rows', 'users', 'items')},
+            'recsys.data.read_options': json.dumps(lineage.get('read_options') or {}, sort_keys=True),
+            'recsys.split.protocol': text(lineage.get('split_protocol')), 'recsys.split.dir': text(lineage.get('split_dir'))}
+
+def _dataset_input(lineage:dict, context:str)->DatasetInput:
+    "An MLflow dataset input for a data record: the file as its source, the fingerprint as its digest."
+    src = str(lineage.get('source') or 'unknown')
+    kind = 'code' if src.startswith('synthetic:') else src.split('://', 1)[0] if '://' in src else 'local'
+    name = Path(src).name if kind == 'local' else src
+    digest = str(lineage.get('fingerprint') or 'unknown').rsplit(':', 1)[-1][:36]
+    profile = json.dumps({k: lineage.get(k) for k in ('rows', 'users', 'items', 'first_event', 'last_event')})
+    return DatasetInput(Dataset(name[:500], digest, kind, json.dumps({'uri': src}), profile=profile),
+                        tags=[InputTag('mlflow.data.context', context)])
 
 def log_run(run_dir:Path|str, # `<runs_dir>/<notebook stem>/<run id>/` of a run that has ended
             experiment:str|None=None, # experiment name; default the notebook stem (the run directory's parent)
@@ -270,6 +300,8 @@ def log_run(run_dir:Path|str, # `<runs_dir>/<notebook stem>/<run id>/` of a run 
             **{f'recsys.metric.{k}': v[:5000] for k, v in rec.text_metrics.items()}}
     if model_manifest:
         tags.update({'recsys.model': model_manifest['model'], 'recsys.model_sha256': sha256_file(Path(model_dir)/'manifest.json')})
+    if rec.records.get('training_data'): tags.update(_data_tags(rec.records['training_data']))
+    inputs = [_dataset_input(rec.records[k], context) for k, context in _DATA_RECORDS.items() if rec.records.get(k)]
     with _errors(f"logging {run_dir}", cfg):
         if run_id is None:
             exp_id = _experiment_id(client, cfg, experiment)
@@ -284,6 +316,7 @@ def log_run(run_dir:Path|str, # `<runs_dir>/<notebook stem>/<run id>/` of a run 
             for batch in _batches([Param(k, v) for k, v in rec.params.items()]): client.log_batch(rid, params=batch)
             for batch in _batches([Metric(k, v, now, 0) for k, v in rec.metrics.items()]): client.log_batch(rid, metrics=batch)
             client.log_batch(rid, tags=[RunTag(k, v) for k, v in tags.items()])
+            if inputs: client.log_inputs(rid, datasets=inputs)
             for f in rec.files: client.log_artifact(rid, str(f), 'run')
             if model_dir is not None: client.log_artifacts(rid, str(model_dir), 'model')
             client.set_tag(rid, 'recsys.status', rec.status)
@@ -334,9 +367,24 @@ def register_model(name:str, # registered model name, created on first use
         done = client.search_model_versions(f"name = '{name}' and run_id = '{run_id}'")
         mv = done[0] if done else client.create_model_version(
             name, source=f"{run.info.artifact_uri}/model", run_id=run_id, description=description,
-            tags={k: run.data.tags[k] for k in ('recsys.model', 'recsys.model_sha256', 'recsys.run_id') if k in run.data.tags})
+            tags={k: v for k, v in run.data.tags.items() if k in ('recsys.model', 'recsys.model_sha256', 'recsys.run_id')
+                  or k.startswith(('recsys.data', 'recsys.split.'))})
         if alias: client.set_registered_model_alias(name, alias, mv.version)
     return int(mv.version)
+
+def version_data(name:str, # registered model name
+                 version:int, # version number
+                 profile:str|Settings|None=None, # profile name or loaded `Settings`
+                )->dict|None: # the `training_data` record of its run, None if it recorded none
+    "The training data a model version learnt from: source, fingerprint, counts, read options and split."
+    cfg, client = _connect(profile)
+    with _errors(f"reading the training data of {name!r} version {version}", cfg):
+        mv = client.get_model_version(name, str(version))
+        text = mv.tags.get('recsys.data')
+        if text is None and mv.run_id:   # registered before the tags were copied: the run still has them
+            try: text = client.get_run(mv.run_id).data.tags.get('recsys.data')
+            except MlflowException: text = None
+    return json.loads(text) if text else None
 
 # %% ../nbs/08_tracking.ipynb #f000c7b6
 def set_alias(name:str, alias:str, version:int, profile:str|Settings|None=None)->None:
@@ -437,10 +485,10 @@ def get_version_report(name:str, version:int, key:str='gate', profile:str|Settin
     return json.loads(text) if text is not None and tags.get(f'recsys.report.{key}.format') == 'json' else text
 
 # %% ../nbs/08_tracking.ipynb #d4a49127
-_VERSION_COLUMNS = ['version', 'aliases', 'run_id', 'status', 'created']
+_VERSION_COLUMNS = ['version', 'aliases', 'run_id', 'status', 'created', 'data_source', 'data_fingerprint', 'data_rows', 'split_protocol']
 
 def list_versions(name:str, profile:str|Settings|None=None)->pd.DataFrame:
-    "Every version of the registered model `name`, newest first: aliases, run id, status, creation time, metrics."
+    "Every version of the registered model `name`, newest first: aliases, run id, status, creation time, training data, metrics."
     cfg, client = _connect(profile)
     rows = []
     with _errors(f"listing the versions of {name!r}", cfg):
@@ -455,6 +503,9 @@ def list_versions(name:str, profile:str|Settings|None=None)->pd.DataFrame:
                 rows.append({'version': int(mv.version), 'aliases': ', '.join(sorted(aliases.get(int(mv.version), []))),
                              'run_id': mv.run_id, 'status': run.data.tags.get('recsys.status') if run else None,
                              'created': pd.Timestamp(mv.creation_timestamp, unit='ms', tz='UTC'),
+                             'data_source': mv.tags.get('recsys.data.source'), 'data_fingerprint': mv.tags.get('recsys.data.fingerprint', '').rsplit(':', 1)[-1][:12] or None,
+                             'data_rows': int(mv.tags['recsys.data.rows']) if mv.tags.get('recsys.data.rows', '').isdigit() else None,
+                             'split_protocol': mv.tags.get('recsys.split.protocol'),
                              **(run.data.metrics if run else {})})
             if not (token := page.token): break
     df = pd.DataFrame(rows)

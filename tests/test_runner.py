@@ -71,8 +71,8 @@ def test_run_records_typed_params_metrics_and_manifest(env):
     assert (r.status, r.reason) == ('succeeded', None)
     assert r.run_dir.parent == env/'runs'/'train'                      # runs_dir of the settings
     assert r.metrics == {'ndcg@10': 0.25, 'epochs_seen': 3, 'run_name': None}
-    assert json.loads((r.run_dir/'params.json').read_text()) == {
-        'data_path': 'x.parquet', 'epochs': 3, 'lr': 0.01, 'use_gpu': True, 'models': ['ease', 'als'],
+    assert json.loads((r.run_dir/'params.json').read_text()) == {  # a relative path is the caller's: recorded absolute
+        'data_path': str(Path.cwd().resolve()/'x.parquet'), 'epochs': 3, 'lr': 0.01, 'use_gpu': True, 'models': ['ease', 'als'],
         'model_args': {'ease': {'l2': 10}}, 'run_name': None}
     m = json.loads((r.run_dir/'manifest.json').read_text())
     assert m['status'] == 'succeeded' and m['reason'] is None and m['failed_cell'] is None

@@ -133,6 +133,54 @@ def test_cli_submits_with_no_wait(aws, wheel, monkeypatch, capsys):
     assert f"recsys attach {name} --profile sagemaker" in out.out and 'console.aws.amazon.com' in out.err
 
 
+
+def test_recsys_run_uploads_a_local_data_path_as_a_channel(aws, wheel, tmp_path, monkeypatch, capsys):
+    "The command a user types, from the data's folder: the file becomes channel data_path, the parameter the path in it."
+    from recsys_lib.cli import main
+    monkeypatch.setenv('RECSYS_WHEEL', str(wheel))
+    monkeypatch.chdir(tmp_path)
+    (tmp_path/'ratings.csv').write_text('user_id,item_id,timestamp\n1,2,3\n')
+    assert main(['run', str(ROOT/'pipelines'/'train.ipynb'), '--profile', 'sagemaker', '-p', 'data_path', 'ratings.csv', '--no-wait']) == 0
+    name = aws.sagemaker.list_training_jobs()['TrainingJobSummaries'][0]['TrainingJobName']
+    req = aws.sagemaker.describe_training_job(TrainingJobName=name)   # the CLI made its own clients: read what moto received
+    assert req['HyperParameters'] == {'recsys_notebook': 'train.ipynb', 'data_path': '$SM_CHANNEL_DATA_PATH/ratings.csv'}
+    channels = {c['ChannelName']: c['DataSource']['S3DataSource']['S3Uri'] for c in req['InputDataConfig']}
+    assert set(channels) == {'data_path', 'code', 'sm_drivers'}
+    key = channels['data_path'][len(f's3://{BUCKET}/'):]
+    assert key.startswith('recsys/') and key.endswith('/data_path/ratings.csv'), key   # lands as /opt/ml/input/data/data_path/ratings.csv
+    assert aws.s3.get_object(Bucket=BUCKET, Key=key)['Body'].read() == (tmp_path/'ratings.csv').read_bytes()
+    # an S3 value is a channel too, read in place; a container path is passed as it is
+    sent = _capture(aws, 'CreateTrainingJob')
+    submit_job(ROOT/'pipelines'/'train.ipynb', {'data_path': f's3://{BUCKET}/exports/2026-12/ratings.csv'}, clients=aws, wheel=wheel)
+    channels = {c['ChannelName']: c['DataSource']['S3DataSource']['S3Uri'] for c in sent[0]['InputDataConfig']}
+    assert channels['data_path'] == f's3://{BUCKET}/exports/2026-12/ratings.csv'
+    assert sent[0]['HyperParameters']['data_path'] == '$SM_CHANNEL_DATA_PATH/ratings.csv'
+    sent.clear()
+    submit_job(ROOT/'pipelines'/'train.ipynb', {'data_path': '/opt/ml/input/data/data/ratings.csv'}, channels={'data': tmp_path/'ratings.csv'},
+               clients=aws, wheel=wheel)
+    assert sent[0]['HyperParameters']['data_path'] == '/opt/ml/input/data/data/ratings.csv'
+    assert {c['ChannelName'] for c in sent[0]['InputDataConfig']} == {'data', 'code', 'sm_drivers'}
+
+
+def test_processing_job_gets_path_parameters_as_inputs(aws, wheel, tmp_path):
+    "Batch inference with a user list and a model folder on this machine: both become processing inputs."
+    from recsys_lib.models import Popularity
+    from recsys_lib.data import Interactions
+    from recsys_lib.synthetic import make_synthetic, SYNTHETIC_PRESETS
+    Popularity().fit(Interactions.from_df(make_synthetic(**SYNTHETIC_PRESETS['tiny']))).save(tmp_path/'model')
+    (tmp_path/'users.csv').write_text('user_id\n1\n2\n')
+    job = submit_job(ROOT/'pipelines'/'batch_inference.ipynb', {'users_path': tmp_path/'users.csv', 'model_path': str(tmp_path/'model')},
+                     clients=aws, wheel=wheel)
+    req = aws.sagemaker.describe_processing_job(ProcessingJobName=job.name)
+    inputs = {i['InputName']: i['S3Input'] for i in req['ProcessingInputs']}
+    assert {n: i['LocalPath'] for n, i in inputs.items()} == {n: f'/opt/ml/processing/input/{n}' for n in ('code', 'config', 'users_path', 'model_path')}
+    users = _keys(aws, inputs['users_path']['S3Uri'][len(f's3://{BUCKET}/'):])
+    assert len(users) == 1 and users[0].endswith('/users.csv')
+    assert any(k.endswith('/manifest.json') for k in _keys(aws, inputs['model_path']['S3Uri'][len(f's3://{BUCKET}/'):]))
+    config = inputs['config']['S3Uri'][len(f's3://{BUCKET}/'):]
+    hps = json.loads(aws.s3.get_object(Bucket=BUCKET, Key=[k for k in _keys(aws, config) if k.endswith('hyperparameters.json')][0])['Body'].read())
+    assert hps == {'recsys_notebook': 'batch_inference.ipynb', 'users_path': '$SM_CHANNEL_USERS_PATH/users.csv', 'model_path': '$SM_CHANNEL_MODEL_PATH'}
+
 class FakeSageMaker:
     "Scripted Describe*Job answers for the states moto cannot produce; records stop requests."
     def __init__(self, states, **final):
@@ -225,6 +273,34 @@ def test_recsys_schedule_dry_run_and_local_crontab(clean_env, tmp_path):
                        capture_output=True, text=True, env=env, timeout=120)
     assert r.returncode == 2 and 'expected 5' in r.stderr
 
+
+
+def test_recsys_schedule_refuses_local_paths_and_takes_s3_ones(clean_env, tmp_path):
+    "A schedule runs later: a local path is refused with the S3 form to use; an s3:// value becomes the step's channel."
+    import subprocess
+    from conftest import BIN
+    env = {**clean_env, 'SAGEMAKER_USER_CONFIG_OVERRIDE': str(tmp_path/'sm.yaml'), 'HOME': str(tmp_path), 'AWS_EC2_METADATA_DISABLED': 'true'}
+    (tmp_path/'sm.yaml').write_text(cloud.TELEMETRY_OPT_OUT)
+    (tmp_path/'ratings.csv').write_text('user_id,item_id\n1,2\n')
+    schedule = [str(BIN/'recsys'), 'schedule', str(ROOT/'pipelines'/'train.ipynb'), '--cron', '0 3 * * *']
+    r = subprocess.run(schedule + ['--profile', 'sagemaker', '--dry-run', '-p', 'data_path', './ratings.csv'],
+                       cwd=tmp_path, capture_output=True, text=True, env=env, timeout=300)
+    assert r.returncode == 2 and r.stdout == '', r.stderr[-2000:]
+    assert (f"parameter 'data_path' names {tmp_path/'ratings.csv'} on this machine; put it in S3 (aws s3 cp {tmp_path/'ratings.csv'} "
+            "s3://recsys-example-bucket/recsys/data/ratings.csv) and pass --channel data_path s3://recsys-example-bucket/recsys/data/ratings.csv "
+            "-p data_path '$SM_CHANNEL_DATA_PATH/ratings.csv'") in r.stderr
+    r = subprocess.run(schedule + ['--profile', 'sagemaker', '--dry-run', '-p', 'data_path', 's3://recsys-example-bucket/exports/ratings.csv'],
+                       cwd=tmp_path, capture_output=True, text=True, env=env, timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    args = json.loads(r.stdout)['pipeline_definition']['Steps'][0]['Arguments']
+    assert args['HyperParameters'] == {'recsys_notebook': 'train.ipynb', 'data_path': '$SM_CHANNEL_DATA_PATH/ratings.csv'}
+    channels = {c['ChannelName']: c['DataSource']['S3DataSource']['S3Uri'] for c in args['InputDataConfig']}
+    assert channels['data_path'] == 's3://recsys-example-bucket/exports/ratings.csv'
+    # sagemaker-local schedules run on this machine: the crontab line, with the path made absolute (cron starts elsewhere)
+    r = subprocess.run(schedule + ['--profile', 'sagemaker-local', '-p', 'data_path', './ratings.csv'],
+                       cwd=tmp_path, capture_output=True, text=True, env=env, timeout=120)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert f"--profile sagemaker-local --no-progress -p data_path {tmp_path/'ratings.csv'}" in r.stdout
 
 def test_missing_credentials_is_one_clear_line(clean_env, tmp_path, wheel):
     import subprocess

@@ -177,3 +177,64 @@ def test_only_the_leader_host_exports(tmp_path, tiny):
     r = subprocess.run([sys.executable, '-m', 'recsys_lib.sagemaker.entrypoint'], env=env, cwd=tmp_path, capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
     assert (root/'model'/'w.json').is_file() and json.loads((root/'output'/'data'/'job.json').read_text())['status'] == 'succeeded'
+
+
+def _ratings_csv(path):
+    "A real interactions file: the tiny synthetic preset as CSV."
+    from recsys_lib.synthetic import SYNTHETIC_PRESETS, make_synthetic
+    path.parent.mkdir(parents=True, exist_ok=True)
+    make_synthetic(**SYNTHETIC_PRESETS['tiny']).to_csv(path, index=False)
+    return path
+
+
+def test_recsys_run_stages_a_local_data_path_as_a_channel(sm_env, tmp_path):
+    "`-p data_path ./my.csv` from the user's folder: the file travels as channel data_path, the notebook reads the copy."
+    import os
+    from recsys_lib.data import read_interactions
+    work, tmpdir = tmp_path/'work', tmp_path/'tmp'
+    csv = _ratings_csv(work/'my.csv')
+    tmpdir.mkdir()
+    env = {**os.environ, 'TMPDIR': str(tmpdir)}   # the emulated container roots land here
+    recsys = [str(BIN/'recsys'), 'run', str(ROOT/'pipelines'/'train.ipynb'), '--profile', 'sagemaker-local']
+    r = subprocess.run(recsys + ['-p', 'data_path', './my.csv', '-p', 'model', 'popularity', '--no-track'],
+                       cwd=work, capture_output=True, text=True, env=env, timeout=300)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert "parameter data_path: %s travels as channel data_path; the job reads $SM_CHANNEL_DATA_PATH/my.csv" % csv in r.stderr
+    run_dir = Path(r.stdout.strip().splitlines()[-1])
+    # inside the container the parameter named the channel's copy, not the original file
+    seen = json.loads((run_dir/'params.json').read_text())['data_path']
+    assert seen.startswith(str(tmpdir/'recsys-sm-')) and seen.endswith('/input/data/data_path/my.csv'), seen
+    assert json.loads((run_dir/'manifest.json').read_text())['job']['channels'] == {'data_path': str(csv)}
+    # and the notebook trained on that file's rows, not on a synthetic preset
+    records = json.loads((run_dir/'records.json').read_text())
+    assert records['data_fingerprints']['interactions'] == read_interactions(csv).fingerprint()
+    assert list(tmpdir.iterdir()) == []   # the container root is gone
+    # a path that does not exist is refused before anything is staged, with the explicit form to use
+    runs_before = sorted((sm_env/'runs').rglob('manifest.json'))
+    r = subprocess.run(recsys + ['-p', 'data_path', './missing.csv'], cwd=work, capture_output=True, text=True, env=env, timeout=120)
+    assert r.returncode == 2, r.stderr[-2000:]
+    assert f"parameter 'data_path': ./missing.csv does not exist on this machine ({work/'missing.csv'})" in r.stderr
+    assert "--channel data_path SOURCE -p data_path '$SM_CHANNEL_DATA_PATH/missing.csv'" in r.stderr and 'Traceback' not in r.stderr
+    assert sorted((sm_env/'runs').rglob('manifest.json')) == runs_before and list(tmpdir.iterdir()) == []
+
+
+def test_staged_file_is_a_copy_the_job_cannot_write_back_into(sm_env, tmp_path):
+    "As in the cloud, the job gets a snapshot: a notebook that rewrites its input changes the channel's copy only."
+    nb = new_notebook(tmp_path/'touch.ipynb', 'data_path: str | None = None  # a file', '''\
+from pathlib import Path
+p = Path(data_path)
+assert not p.is_symlink() and p.read_text() == 'original', (p, p.read_text())
+p.write_text('changed by the job')''')
+    data = tmp_path/'in'/'x.txt'
+    data.parent.mkdir(); data.write_text('original')
+    res = run_local_job(nb, {'data_path': str(data)}, keep_root=True)
+    assert res.ok, res.reason
+    copy = res.root/'input'/'data'/'data_path'/'x.txt'
+    assert json.loads((res.run_dir/'params.json').read_text())['data_path'] == str(copy)
+    assert json.loads((res.root/'input'/'config'/'hyperparameters.json').read_text())['data_path'] == '$SM_CHANNEL_DATA_PATH/x.txt'
+    assert copy.read_text() == 'changed by the job' and data.read_text() == 'original'
+    # the container's own path form works in the emulation too: /opt/ml/ is the emulated root
+    res = run_local_job(nb, {'data_path': '/opt/ml/input/data/train/x.txt'}, channels={'train': data.parent}, keep_root=True)
+    assert res.ok, res.reason
+    assert json.loads((res.run_dir/'params.json').read_text())['data_path'] == str(res.root/'input'/'data'/'train'/'x.txt')
+    assert data.read_text() == 'original'

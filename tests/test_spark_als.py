@@ -4,7 +4,7 @@ The unmarked test exercises the JVM path end to end on tiny data (fit, recommend
 The `spark_heavy` ones compare against the local models. Measured on the tiny preset, seed 0, leave-last-out,
 factors=32, iterations=10: NDCG@10 popularity 0.092, implicit ALS 0.288, SparkALS 0.302.
 """
-import warnings
+import re, warnings
 
 import numpy as np
 import pandas as pd
@@ -29,19 +29,23 @@ def tiny():
 
 
 def test_fit_recommend_save_load(spark, tiny, tmp_path):
-    from recsys_lib.models import ArtifactError
+    from recsys_lib.models import ArtifactError, relative_popularity
     from recsys_lib.spark.als import SparkALS
     als = SparkALS(factors=8, iterations=3, blocks=2).fit(spark.createDataFrame(tiny))
     users = [1, 2, 3, 99_999]  # the last is unknown: popularity fallback
     reco = als.recommend(users, k=5)
-    assert reco.dtypes == [('user_id', 'bigint'), ('item_id', 'bigint'), ('score', 'float'), ('rank', 'int')]
+    assert reco.dtypes == [('user_id', 'bigint'), ('item_id', 'bigint'), ('score', 'float'), ('rank', 'int'),
+                           ('fallback', 'boolean')]  # the columns of Recommender.recommend
     got = reco.toPandas().sort_values(['user_id', 'rank']).reset_index(drop=True)
+    assert got.groupby('user_id').fallback.all().to_dict() == {1: False, 2: False, 3: False, 99_999: True}
     assert got.groupby('user_id')['rank'].apply(list).tolist() == [[1, 2, 3, 4, 5]] * 4
     assert (got.groupby('user_id').score.diff().dropna() <= 0).all()  # best first
     seen = set(map(tuple, tiny[['user_id', 'item_id']].to_numpy().tolist()))
     assert not any((u, i) in seen for u, i in got[['user_id', 'item_id']].to_numpy().tolist())
     pop = tiny.groupby('item_id').user_id.nunique().sort_values(ascending=False, kind='stable')
     assert got[got.user_id == 99_999].item_id.tolist() == pop.index[:5].tolist()
+    # fallback scores on the local models' scale: relative popularity, 1.0 for the most popular item
+    np.testing.assert_array_equal(got[got.user_id == 99_999].score.to_numpy(), relative_popularity(pop.to_numpy())[:5])
 
     als.save(tmp_path/'m')
     back = SparkALS.load(tmp_path/'m')
@@ -76,7 +80,8 @@ def test_quality_against_popularity_and_implicit(spark, tiny):
 
 @pytest.mark.spark_heavy
 def test_to_local_matches_and_string_ids(spark, tiny, tmp_path):
-    from recsys_lib.models import load_model
+    from recsys_lib.core import DataError
+    from recsys_lib.models import _id_kind_message, load_model
     from recsys_lib.spark.als import SparkALS
     df = tiny.assign(user_id='u' + tiny.user_id.astype(str), item_id='i' + tiny.item_id.astype(str))
     als = SparkALS(factors=8, iterations=3).fit(spark.createDataFrame(df))
@@ -88,10 +93,21 @@ def test_to_local_matches_and_string_ids(spark, tiny, tmp_path):
     assert len(a) == len(b)
     assert (a.item_id.to_numpy() == b.item_id.to_numpy()).mean() > 0.98
     np.testing.assert_allclose(a.score.to_numpy(), b.score.to_numpy(), rtol=1e-3, atol=1e-4)
+    assert list(a.columns) == list(b.columns)  # user_id, item_id, score, rank, fallback
+    assert a.fallback.tolist() == b.fallback.tolist() and a.fallback.sum() == 10  # 'nobody' only
+    assert a.score[a.fallback].max() == 1.0
     local.save(tmp_path/'local')  # the local artifact is a plain `als` model
     assert load_model(tmp_path/'local').recommend(users[:5], k=3).equals(local.recommend(users[:5], k=3))
-    with pytest.raises(Exception, match='users are int ids but the model was trained on str ids'):
+    # the local models' message, naming the expected kind and the conversion
+    msg = _id_kind_message('users', min(df.user_id))
+    assert msg.startswith("users are int ids but the model was trained on str ids (e.g. 'u1'); pass them as strings")
+    with pytest.raises(DataError, match=re.escape(msg)):
         als.recommend([1], k=3)
+    with pytest.raises(DataError, match=re.escape(msg)):
+        local.recommend([1], k=3)
+    with pytest.raises(DataError, match=re.escape("users.user_id holds int ids but the model was trained on str ids "
+                                                  "(e.g. 'u1'); cast the column: .withColumn('user_id', F.col('user_id').cast('string'))")):
+        als.recommend(spark.createDataFrame([(1,)], 'user_id long'), k=3)
 
 
 @pytest.mark.spark_heavy

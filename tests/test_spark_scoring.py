@@ -31,8 +31,8 @@ def inter():
 
 
 def rows(df) -> list:
-    "Rows (user, item, rank) as plain Python values, sorted: dtypes of pandas and Spark aside."
-    return sorted(zip(df.user_id.tolist(), df.item_id.tolist(), df['rank'].astype(int).tolist()))
+    "Rows (user, item, rank, fallback) as plain Python values, sorted: dtypes of pandas and Spark aside."
+    return sorted(zip(df.user_id.tolist(), df.item_id.tolist(), df['rank'].astype(int).tolist(), df.fallback.tolist()))
 
 
 def same(got: pd.DataFrame, want: pd.DataFrame):
@@ -93,7 +93,7 @@ def test_string_ids_and_int32_columns(spark, inter, tmp_path):
     model.save(tmp_path/'s')
     ids = [*s.user_map.ids[:40].tolist(), 'nobody']
     got = spark_recommend(tmp_path/'s', spark.createDataFrame(pd.DataFrame({'user_id': ids})), k=5, spark=spark)
-    assert [f.dataType.simpleString() for f in got.schema] == ['string', 'string', 'float', 'int']
+    assert [f.dataType.simpleString() for f in got.schema] == ['string', 'string', 'float', 'int', 'boolean']
     same(got.toPandas(), model.recommend(ids, k=5))
     # integer ids in an int column are widened to long, as Spark hashes long and int differently
     EASE(l2=50).fit(inter).save(tmp_path/'e')
@@ -144,6 +144,7 @@ def test_publish_is_atomic_and_reruns_replace(spark, inter, tmp_path):
     m = spark_batch_recommend(tmp_path/'m', tmp_path/'out', users, k=3, spark=spark)
     assert (m['users'], m['fallback_users']) == (51, 21)  # 20 cold users and one unknown
     assert m['rows'] == len(read_recommendations(tmp_path/'out')) == 51 * 3
+    assert read_recommendations(tmp_path/'out').fallback.sum() == 21 * 3
     before = {f: sha256_file(tmp_path/'out'/f) for f in m['files']}
     assert spark_batch_recommend(tmp_path/'m', tmp_path/'out', users, k=3, spark=spark)['files'] == before
     # a job that fails in the executors leaves the published output as it was, and no temporary folder

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from ..core import ConfigError, RecsysError, Settings, load_settings
 from ..params import ParamError, check_params, notebook_params, secret_env_var
-from .local import JobResult, collect_job, encode_hyperparameters, job_settings
+from .local import JobResult, collect_job, encode_hyperparameters, job_settings, stage_path_params
 
 log = logging.getLogger(__name__)
 
@@ -24,8 +24,9 @@ __all__ = ['log', 'TELEMETRY_OPT_OUT', 'JOB_NAME', 'PROCESSING_NOTEBOOKS', 'RESE
            'job_kind', 'project_root', 'build_wheel', 'stage_code', 'container_command', 'job_inputs',
            'stage_registered_model', 'job_image', 'sdk_session', 'model_trainer', 'training_inputs',
            'processing_request', 'SubmittedJob', 'StagedJob', 'stage_job', 'create_job', 'submit_job', 'describe_job',
-           'job_status', 'stop_job', 'LogTail', 'wait_for_job', 'fetch_outputs', 'failure_reason', 'finish_job',
-           'run_sagemaker_job', 'attach_job', 'cli_run_sagemaker', 'cli_attach', 'add_sagemaker_subcommands']
+           'job_status', 'stop_job', 'LogTail', 'wait_for_job', 'fetch_outputs', 'failure_reason', 'job_channels',
+           'finish_job', 'run_sagemaker_job', 'attach_job', 'cli_run_sagemaker', 'cli_attach',
+           'add_sagemaker_subcommands']
 
 # %% ../../nbs/11b_sagemaker_cloud.ipynb #940f0b15
 TELEMETRY_OPT_OUT = "SchemaVersion: '1.0'\nSageMaker:\n  PythonSDK:\n    Modules:\n      TelemetryOptOut: true\n"
@@ -176,6 +177,7 @@ RESERVED_CHANNELS = ('code', 'config', 'sm_drivers')
 def job_inputs(notebook:Path|str, params:dict, channels:dict, settings:Settings, staging:Path, kind:str,
                profile:str|None=None)->tuple: # (hyperparameters, channels)
     "Checked hyperparameters and channels of a job; raises before anything is uploaded."
+    params = {k: os.fspath(v) if isinstance(v, os.PathLike) else v for k, v in params.items()}   # a path given as a Path
     declared = notebook_params(notebook, settings.secret_params)
     if secret := [k for k in params if k in declared and declared[k].secret]:
         raise ParamError(f"secret parameter(s) {', '.join(secret)} cannot travel to a SageMaker job: hyperparameters and "
@@ -186,7 +188,7 @@ def job_inputs(notebook:Path|str, params:dict, channels:dict, settings:Settings,
         if not _CHANNEL.fullmatch(c) or c in RESERVED_CHANNELS:
             raise ConfigError(f"channel name {c!r}; expected 1-64 of letters, digits, '.', '-', '_' (not {', '.join(RESERVED_CHANNELS)})")
         if not str(src).startswith('s3://') and not Path(src).exists(): raise ConfigError(f"channel {c!r}: {src} does not exist")
-    params = dict(params)
+    params, channels, _ = stage_path_params(params, channels)
     if kind == 'processing' and 'model_path' in declared and not params.get('model_path') and 'model' not in channels:
         channels['model'] = stage_registered_model(params, declared, staging/'model', profile)
         params['model_path'] = '$SM_CHANNEL_MODEL'
@@ -473,6 +475,13 @@ def failure_reason(desc:dict)->str|None:
         return f"the job was stopped: {why}" + (f" ({reason})" if reason else '')
     return reason or f"the job ended {status} without a failure reason"
 
+def job_channels(desc:dict)->dict:
+    "Channel name -> S3 URI of a described job's data channels (not its code, config or drivers)."
+    if 'InputDataConfig' in desc:
+        pairs = [(c['ChannelName'], ((c.get('DataSource') or {}).get('S3DataSource') or {}).get('S3Uri')) for c in desc['InputDataConfig']]
+    else: pairs = [(i['InputName'], (i.get('S3Input') or {}).get('S3Uri')) for i in desc.get('ProcessingInputs') or []]
+    return {n: u for n, u in pairs if u and n not in RESERVED_CHANNELS}
+
 def finish_job(job:SubmittedJob, desc:dict, clients:AwsClients,
                run_root:Path|str|None=None, # where the run folder goes; default the profile's runs_dir
                track:bool=True, # log to MLflow and register the model (only a succeeded run registers)
@@ -487,7 +496,7 @@ def finish_job(job:SubmittedJob, desc:dict, clients:AwsClients,
     with tempfile.TemporaryDirectory(prefix='recsys-fetch-', dir=runs_root) as tmp:
         output, model = fetch_outputs(job, desc, clients, Path(tmp))
         res = collect_job(output, model, runs_root, job.name, reason, None if status == 'Completed' else 1, backend='sagemaker',
-                          status={'Failed': 'failed', 'Stopped': 'stopped'}.get(status))
+                          status={'Failed': 'failed', 'Stopped': 'stopped'}.get(status), channels=job_channels(desc))
     if res.ok is False and reason and not res.reason: res.reason = reason
     if track and res.run_dir is not None:
         from recsys_lib.pipeline import register_run

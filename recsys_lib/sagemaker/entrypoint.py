@@ -17,7 +17,7 @@ log = logging.getLogger(__name__)
 
 # %% auto #0
 __all__ = ['log', 'ROOT_ENV', 'WORK_ENV', 'DEFAULT_ROOT', 'MODES', 'RESERVED', 'ContainerPaths', 'JobError',
-           'read_hyperparameters', 'expand_channels', 'resolve_notebook', 'contain_stores', 'export_run',
+           'read_hyperparameters', 'expand_channels', 'in_root', 'resolve_notebook', 'contain_stores', 'export_run',
            'write_failure', 'run_job', 'main']
 
 # %% ../../nbs/11_sagemaker_entrypoint.ipynb #ae4e579f
@@ -90,6 +90,12 @@ def expand_channels(value:str, channels:dict)->str:
         if name not in channels: raise JobError(f"{m.group(0)} in a parameter, but the job has no channel {name!r}; channels: {', '.join(sorted(channels)) or 'none'}")
         return str(channels[name])
     return _CHANNEL_REF.sub(sub, value) if isinstance(value, str) else value
+
+def in_root(value, root:Path|str)->str:
+    "`value` with a leading `/opt/ml` moved under `root`: in the local emulation its root stands in for `/opt/ml`."
+    if not isinstance(value, str) or Path(root) == Path(DEFAULT_ROOT): return value
+    if value == DEFAULT_ROOT or value.startswith(DEFAULT_ROOT + '/'): return str(root) + value[len(DEFAULT_ROOT):]
+    return value
 
 def resolve_notebook(name:str|None, paths:ContainerPaths, channels:dict)->Path:
     "The notebook named by `recsys_notebook`, looked up in the current folder, the code folder, then each channel."
@@ -167,7 +173,7 @@ def run_job(paths:ContainerPaths, notebook:str|None=None)->tuple:
     job = {k: hps.pop(k) for k in list(hps) if k in RESERVED}
     channels = paths.channels()
     nb = resolve_notebook(notebook or job.get('recsys_notebook'), paths, channels)
-    params = {k: expand_channels(v, channels) for k, v in hps.items()}
+    params = {k: in_root(expand_channels(v, channels), paths.root) for k, v in hps.items()}
     profile = job.get('recsys_profile') or 'local'
     timeout = _timeout(job.get('recsys_timeout'))
     contain_stores(profile, paths.work_dir)

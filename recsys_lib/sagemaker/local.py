@@ -21,7 +21,9 @@ from .entrypoint import ROOT_ENV, ContainerPaths
 log = logging.getLogger(__name__)
 
 # %% auto #0
-__all__ = ['log', 'encode_hyperparameters', 'JobResult', 'collect_job', 'job_environment', 'job_settings', 'run_local_job']
+__all__ = ['log', 'PATH_SUFFIX', 'IN_CONTAINER', 'encode_hyperparameters', 'StagedPath', 'path_param_source', 'channel_ref',
+           'local_path', 'stage_path_params', 'JobResult', 'collect_job', 'job_environment', 'job_settings',
+           'run_local_job']
 
 # %% ../../nbs/11a_sagemaker_local.ipynb #0c9fe108
 def encode_hyperparameters(params:dict)->dict:
@@ -40,6 +42,75 @@ def encode_hyperparameters(params:dict)->dict:
         out[str(k)] = s
     if len(out) > 100: raise ParamError(f"{len(out)} hyperparameters; SageMaker allows 100")
     return out
+
+# %% ../../nbs/11a_sagemaker_local.ipynb #2c150ecd
+PATH_SUFFIX = '_path' # parameters whose names end so are path parameters
+IN_CONTAINER = ('$SM_CHANNEL_', '${SM_CHANNEL_', '/opt/ml/') # values that already name a path in the container
+_S3_URI = re.compile(r"s3://([a-z0-9][a-z0-9.-]{1,61}[a-z0-9])(/.*)?")
+_URI = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://")
+_PARAM_CHANNEL = re.compile(r"[a-z0-9_]{1,64}")
+
+@dataclass(frozen=True)
+class StagedPath:
+    "A path parameter staged as a channel."
+    param: str
+    source: str # the absolute local path, or the s3:// URI
+    channel: str
+    value: str # what the job is given: `$SM_CHANNEL_<NAME>` or `$SM_CHANNEL_<NAME>/<file name>`
+
+def path_param_source(name:str, value)->str|None:
+    "'local' or 's3' when `name` is a path parameter whose `value` lies outside the container; None otherwise."
+    if not str(name).endswith(PATH_SUFFIX) or not isinstance(value, (str, os.PathLike)): return None
+    v = os.fspath(value).strip()
+    if v.lower() in ('', 'none', 'null') or v.startswith(IN_CONTAINER) or v == '/opt/ml': return None
+    return 's3' if v.startswith('s3://') else 'local'
+
+def channel_ref(channel:str, file:str|None=None)->str:
+    "How a parameter names `file` in `channel`, or the channel's folder: `$SM_CHANNEL_<NAME>[/file]`."
+    return f"$SM_CHANNEL_{channel.upper()}" + (f"/{file}" if file else '')
+
+def local_path(value, cwd:Path|str|None=None)->Path:
+    "`value` as an absolute path, a relative one against `cwd` (default the current folder); links are kept, not resolved."
+    return Path(os.path.abspath(Path(cwd or os.getcwd())/Path(os.fspath(value).strip()).expanduser()))
+
+def _same_source(a, b)->bool: return str(a) == str(b) or (not str(a).startswith('s3://') and str(local_path(a)) == str(b))
+
+def stage_path_params(params:dict, # name -> value, as given
+                      channels:dict|None=None, # the explicit channels: name -> local path or s3:// URI
+                      cwd:Path|str|None=None, # where relative paths resolve; default the current folder
+                      s3:bool=True, # accept s3:// values (False on sagemaker-local, which has no AWS)
+                     )->tuple: # (params, channels, {param: StagedPath})
+    "Stage each path parameter that names a local file or folder, or an S3 object or prefix, as a channel; rewrite it to the path the job sees."
+    params, channels, staged = dict(params), dict(channels or {}), {}
+    for name, value in params.items():
+        kind = path_param_source(name, value)
+        if kind is None: continue
+        v, ch = os.fspath(value).strip(), str(name).lower()
+        if not _PARAM_CHANNEL.fullmatch(ch):
+            raise ParamError(f"parameter {name!r}: its name cannot be a channel name (letters, digits and '_'); "
+                             f"name the channel yourself: --channel NAME {v} -p {name} '$SM_CHANNEL_<NAME>/...'")
+        if kind == 's3':
+            if not s3: raise ParamError(f"parameter {name!r} is {v!r}, but sagemaker-local runs on this machine without AWS; "
+                                        f"download it and pass the local path (staged as channel {ch!r}), or run on a sagemaker profile")
+            m = _S3_URI.fullmatch(v)
+            if not m: raise ParamError(f"parameter {name!r}: {v!r} is not an S3 URI; expected s3://bucket/key (one object) or s3://bucket/prefix/ (a folder)")
+            source, ref = v, channel_ref(ch, (m.group(2) or '/').rsplit('/', 1)[-1] or None)
+        else:
+            if _URI.match(v): raise ParamError(f"parameter {name!r} is {v!r}; a job reads a local file or folder (staged as channel {ch!r}) or an s3:// URI")
+            path = local_path(v, cwd)
+            if not path.exists():
+                raise ParamError(f"parameter {name!r}: {v} does not exist on this machine ({path}); a SageMaker job reads local data only "
+                                 f"from a channel: pass an existing file or folder (staged as channel {ch!r}), an s3:// URI, or a channel "
+                                 f"of your own: --channel {ch} SOURCE -p {name} '{channel_ref(ch, path.name)}'")
+            if not (path.is_file() or path.is_dir()): raise ParamError(f"parameter {name!r}: {path} is neither a file nor a folder; a channel holds files")
+            source, ref = str(path), channel_ref(ch, None if path.is_dir() else path.name)
+        if ch in channels and not _same_source(channels[ch], source):
+            raise ParamError(f"parameter {name!r} would travel as channel {ch!r}, which --channel {ch} already gives {channels[ch]}; "
+                             f"drop that --channel, or pass -p {name} '{channel_ref(ch)}/FILE' to read from it")
+        channels[ch], params[name] = source, ref
+        staged[name] = StagedPath(name, source, ch, ref)
+        log.info("parameter %s: %s travels as channel %s; the job reads %s", name, source, ch, ref)
+    return params, channels, staged
 
 # %% ../../nbs/11a_sagemaker_local.ipynb #9fb7d530
 @dataclass
@@ -85,6 +156,7 @@ def collect_job(output:Path|str|None, # output.tar.gz, or the output folder
                 backend:str='sagemaker',
                 log_file:Path|str|None=None, # the job's log, kept as job.log
                 status:str|None=None, # the service's verdict (e.g. 'stopped'), which wins over the job's own records
+                channels:dict|None=None, # the job's data channels, name -> source (local path or S3 URI), kept in the manifest
                )->JobResult:
     "Turn a finished job's outputs into a run folder like a local run's."
     reason = ' '.join(failure_reason.split()) if failure_reason else None
@@ -96,7 +168,8 @@ def collect_job(output:Path|str|None, # output.tar.gz, or the output folder
         status = status or job.get('status') or ('failed' if failed else 'error')
         if failed and status == 'succeeded': status = 'failed'
         reason = reason or job.get('reason') or (None if status == 'succeeded' else f"the job left no job.json (exit status {exit_code})")
-        info = {'name': job_name, 'backend': backend, 'mode': job.get('mode'), 'exit_code': exit_code, 'failure_reason': reason}
+        info = {'name': job_name, 'backend': backend, 'mode': job.get('mode'), 'exit_code': exit_code, 'failure_reason': reason,
+                'channels': {str(k): str(v) for k, v in (channels or {}).items()}}
         if not (out/'manifest.json').is_file():
             return JobResult(status, reason, None, job_name, exit_code)
         manifest = json.loads((out/'manifest.json').read_text())
@@ -130,12 +203,11 @@ def _num_gpus()->int:
     except (OSError, subprocess.TimeoutExpired): return 0
     return sum(line.startswith('GPU ') for line in r.stdout.splitlines()) if r.returncode == 0 else 0
 
-def _link(src:Path, dst:Path):
-    "A channel: a folder is linked as the channel, a file is linked inside it (an S3 object lands as a file)."
-    src = Path(src).resolve()
-    if not src.exists(): raise ConfigError(f"channel source {src} does not exist")
-    if src.is_dir(): dst.parent.mkdir(parents=True, exist_ok=True); dst.symlink_to(src, target_is_directory=True)
-    else: dst.mkdir(parents=True, exist_ok=True); (dst/src.name).symlink_to(src)
+def _stage_channel(src:Path|str, dst:Path):
+    "A channel as the service lays it out: a folder's content is the channel, a file (an S3 object) lands inside it."
+    src = local_path(src)   # copied, not linked: like a download, a snapshot the job cannot write back into
+    if src.is_dir(): shutil.copytree(src, dst, symlinks=False)
+    else: dst.mkdir(parents=True, exist_ok=True); shutil.copy2(src, dst/src.name)
 
 def job_environment(paths:ContainerPaths, hps:dict, channels:dict, job_name:str, settings_file:Path, base:dict|None=None)->dict:
     "The environment of the emulated container: the caller's, less its RECSYS_*/SM_* variables, plus SageMaker's."
@@ -165,7 +237,7 @@ def job_settings(profile:str, backend:str, notebook:Path|str, who:str)->tuple: #
 def run_local_job(notebook:Path|str, # the pipeline notebook
                   params:dict|None=None, # its parameters (Python values; sent as strings, as SageMaker does)
                   mode:str='training', # 'training' or 'processing'
-                  channels:dict|None=None, # channel name -> file or folder on this machine (linked, not copied)
+                  channels:dict|None=None, # channel name -> file or folder on this machine (copied into the container)
                   profile:str='sagemaker-local', # a profile with backend sagemaker-local: runs_dir, max_runtime_s
                   keep_root:bool=False, # keep the emulated container root (for a look inside)
                   run_root:Path|str|None=None, # where the collected run goes; default the profile's runs_dir
@@ -180,10 +252,13 @@ def run_local_job(notebook:Path|str, # the pipeline notebook
     if secret := [k for k in params if k in declared and declared[k].secret]:
         raise ParamError(f"secret parameter(s) {', '.join(secret)} cannot travel as hyperparameters (DescribeTrainingJob shows them); "
                          f"set {', '.join(secret_env_var(k) for k in secret)} in the environment instead")
-    for c in channels:
+    for c, src in channels.items():
         if not _CHANNEL.fullmatch(c) or c in ('code', 'config'):
             raise ConfigError(f"channel name {c!r}; expected 1-64 of letters, digits, '.', '-', '_' (not 'code' or 'config')")
-    model_tmp = None
+        if str(src).startswith('s3://'): raise ConfigError(f"channel {c!r}: {src}: sagemaker-local runs on this machine without AWS; download it and pass the local path")
+        if not local_path(src).exists(): raise ConfigError(f"channel {c!r}: {src} does not exist")
+    params, channels, _ = stage_path_params(params, channels, s3=False)
+    recorded, model_tmp = dict(channels), None
     if mode == 'processing' and 'model_path' in declared and not params.get('model_path') and 'model' not in channels:
         from recsys_lib.sagemaker.cloud import stage_registered_model   # a batch job scores the registered version
         model_tmp = Path(tempfile.mkdtemp(prefix='recsys-model-'))
@@ -198,7 +273,7 @@ def run_local_job(notebook:Path|str, # the pipeline notebook
         paths.config.write_text(json.dumps(hps, indent=2))
         shutil.copy2(notebook, paths.code_dir/notebook.name)
         settings_file = shutil.copy2(settings.source, paths.code_dir/'settings.ini')
-        for c, src in channels.items(): _link(Path(src), paths.input_dir/c)
+        for c, src in channels.items(): _stage_channel(src, paths.input_dir/c)
         env = job_environment(paths, hps, channels, job_name, Path(settings_file))
         log.info("job %s: %s in %s", job_name, notebook.name, root)
         log_file = root/'job.log'
@@ -218,7 +293,7 @@ def run_local_job(notebook:Path|str, # the pipeline notebook
             output, model = root/'output.tar.gz', root/'model.tar.gz'
         else: output, model = paths.output_dir, paths.model_dir
         res = collect_job(output, model, Path(run_root) if run_root else settings.runs_dir, job_name, failure, code,
-                          backend='sagemaker-local', log_file=log_file)
+                          backend='sagemaker-local', log_file=log_file, channels=recorded)
         log.info("job %s %s in %.1f s", job_name, res.status, time.perf_counter() - t0)
     finally:
         if not keep_root: shutil.rmtree(root, ignore_errors=True)

@@ -11,13 +11,16 @@ import json, logging, os, re, shlex, sys, tempfile
 from pathlib import Path
 
 from ..core import ConfigError, RecsysError, load_settings
+from ..params import ParamError
+from .local import channel_ref, local_path, path_param_source
 from .cloud import AwsClients, aws_errors, base_job_name, create_job, prepare_sdk, s3_split, stage_job
 
 log = logging.getLogger(__name__)
 
 # %% auto #0
 __all__ = ['log', 'aws_cron', 'crontab_line', 'dry_run_session', 'schedule_name', 'build_pipeline', 'schedule_request',
-           'schedule_job', 'list_schedules', 'delete_schedule', 'cli_schedule', 'add_schedule_subcommand']
+           'refuse_local_paths', 'schedule_job', 'list_schedules', 'delete_schedule', 'cli_schedule',
+           'add_schedule_subcommand']
 
 # %% ../../nbs/11c_sagemaker_schedule.ipynb #7c673e70
 _DOW_NAMES = ('SUN', 'MON', 'TUE', 'WED', 'THU', 'FRI', 'SAT')
@@ -50,15 +53,24 @@ def aws_cron(expr:str)->str:
     return f"cron({minute} {hour} {dom} {month} {dow} *)"
 
 # %% ../../nbs/11c_sagemaker_schedule.ipynb #1d4e59f7
-def crontab_line(notebook:Path|str, cron:str, params:dict|None=None, profile:str='local')->str:
+def crontab_line(notebook:Path|str, cron:str, params:dict|None=None, profile:str='local',
+                 channels:dict|None=None, # sagemaker-local profiles: channel name -> local file or folder
+                 kind:str|None=None, # sagemaker-local profiles: 'training' or 'processing' (default by notebook)
+                )->str:
     "The crontab line that runs `recsys run NOTEBOOK` on `cron` with `params` on this machine."
     if len(str(cron).split()) != 5: raise ConfigError(f"cron expression {cron!r}; expected 5 fields: minute hour day-of-month month day-of-week")
     settings = load_settings(profile)
+    if (channels or kind) and settings.backend != 'sagemaker-local':
+        raise ConfigError(f"--channel and --job-kind are for SageMaker profiles; [{profile}] runs {settings.backend}")
     notebook = Path(notebook).resolve()
     if not notebook.is_file(): raise ConfigError(f"notebook {notebook} does not exist")
     recsys = Path(sys.executable).parent/'recsys'
     args = [str(recsys), 'run', str(notebook), '--profile', profile, '--no-progress']
-    for k, v in (params or {}).items(): args += ['-p', k, v if isinstance(v, str) else json.dumps(v)]
+    for k, v in (params or {}).items():
+        if path_param_source(k, v) == 'local': v = str(local_path(v))   # cron starts in the project folder, not here
+        args += ['-p', k, v if isinstance(v, str) else json.dumps(v)]
+    for c, src in (channels or {}).items(): args += ['--channel', c, str(src) if str(src).startswith('s3://') else str(local_path(src))]
+    if kind: args += ['--job-kind', kind]
     log_file = settings.runs_dir/f"cron-{notebook.stem}.log"
     cmd = f"cd {shlex.quote(str(settings.source.parent))} && {shlex.join(args)} >> {shlex.quote(str(log_file))} 2>&1"
     return f"{cron} {cmd}".replace('%', r'\%')
@@ -119,6 +131,22 @@ def schedule_request(name:str, cron:str, settings)->dict:
                        'RetryPolicy': {'MaximumRetryAttempts': 0}},
             'pipeline_arn': f"arn:aws:sagemaker:{region}:{account}:pipeline/{name.lower()}"}
 
+# %% ../../nbs/11c_sagemaker_schedule.ipynb #51515ae4
+def refuse_local_paths(params:dict|None, settings, cwd:Path|str|None=None)->None:
+    "`ParamError` when a path parameter names a local file or folder: a scheduled job starts later, in SageMaker."
+    problems = []
+    for name, value in (params or {}).items():
+        if path_param_source(name, value) != 'local': continue
+        path, ch = local_path(value, cwd), str(name).lower()
+        folder = path.is_dir()
+        uri = f"{settings.s3_prefix.rstrip('/')}/data/{path.name}" + ('/' if folder else '')
+        copy = f"aws s3 {'sync' if folder else 'cp'} {shlex.quote(str(path))} {uri}"
+        problems.append(f"parameter {name!r} names {path} on this machine; put it in S3 ({copy}) and pass "
+                        f"--channel {ch} {uri} -p {name} '{channel_ref(ch, None if folder else path.name)}' (or just -p {name} {uri})")
+    if problems:
+        raise ParamError("a schedule starts its jobs later, in SageMaker, where no local path exists (and a copy uploaded now would "
+                         "go stale): " + '; '.join(problems))
+
 # %% ../../nbs/11c_sagemaker_schedule.ipynb #63466c12
 def _conflict(e)->bool: return getattr(e, 'response', {}).get('Error', {}).get('Code') == 'ConflictException'
 
@@ -132,6 +160,7 @@ def schedule_job(notebook:Path|str, # the pipeline notebook
     settings = load_settings(profile)
     if settings.backend != 'sagemaker':
         raise ConfigError(f"profile [{profile}] has backend {settings.backend!r}; use crontab_line for a local schedule")
+    refuse_local_paths(params, settings)
     name = schedule_name(notebook, name)
     request = schedule_request(name, cron, settings)
     pipeline_arn = request.pop('pipeline_arn')
@@ -204,8 +233,8 @@ def _schedule(args, profile:str)->int:
     if not (args.notebook and args.cron): raise ConfigError("recsys schedule needs NOTEBOOK and --cron (or --list / --delete NAME)")
     values = read_params_file(args.params_file) if args.params_file else {}
     values.update(dict(args.param or []))
-    if load_settings(profile).backend == 'local':
-        print(crontab_line(args.notebook, args.cron, values, profile)); return 0
+    if load_settings(profile).backend in ('local', 'sagemaker-local'):
+        print(crontab_line(args.notebook, args.cron, values, profile, dict(args.channel or []), args.job_kind)); return 0
     out = schedule_job(args.notebook, args.cron, values, profile, dict(args.channel or []), args.job_kind, args.name, args.dry_run)
     if args.dry_run:
         print(json.dumps({'pipeline_definition': out['pipeline'], 'create_schedule_request': out['schedule']}, indent=2)); return 0

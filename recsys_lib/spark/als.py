@@ -19,7 +19,8 @@ import scipy.sparse as sp
 import recsys_lib
 from ..core import DataError, atomic_path, sha256_file, write_json
 from ..data import IdMap
-from ..models import ARTIFACT_FORMAT, ArtifactError, NotFittedError, verify_manifest
+from ..models import ARTIFACT_FORMAT, ArtifactError, NotFittedError, relative_popularity, verify_manifest
+from ..models import _id_kind_message  # the local models' wrong-kind message, word for word
 from .session import SparkUnavailable, spark_session
 
 try:
@@ -170,29 +171,48 @@ def _ranked(cand:DataFrame, k:int)->DataFrame:
     w = Window.partitionBy('user').orderBy(F.desc('score'), F.asc('item'))
     return cand.withColumn('rank', F.row_number().over(w)).where(F.col('rank') <= k)
 
+_SPARK_KIND = {'int': 'long', 'str': 'string'}
+
+def _column_kind_message(what:str, # the column, as the caller names it: 'users.user_id', 'pairs.item_id'
+                         example, # one of the model's ids; its type is the kind the model expects
+                        )->str:
+    "`_id_kind_message` for a Spark column: its ids are of the other kind than the model's; say which it expects, and the cast."
+    col, model_kind = what.split('.')[-1], 'str' if isinstance(example, str) else 'int'
+    got = 'int' if model_kind == 'str' else 'str'
+    cast = f".withColumn({col!r}, F.col({col!r}).cast({_SPARK_KIND[model_kind]!r}))"
+    why = ("str(7) is '7', never '007'" if model_kind == 'str' else
+           "right only because the model's ids are ints: '007' and '7' are different str ids, and both become 7")
+    return f"{what} holds {got} ids but the model was trained on {model_kind} ids (e.g. {example!r}); cast the column: {cast} ({why})"
+
+def _example_id(idmap:DataFrame):
+    "The id with code 0, the smallest: what error messages show as an example of the model's ids (like `IdMap.ids[0]`)."
+    return idmap.where(F.col('code') == 0).first()['id']
+
 def _users_frame(self:SparkALS, users)->DataFrame:
     "The distinct requested users: `user_id` in the model's id type and `user`, their code (null when unknown)."
     kind = self.id_kinds_['user_id']
     if isinstance(users, DataFrame):
         if 'user_id' not in users.columns: raise DataError(f"users has no 'user_id' column; columns present: {users.columns}")
         got = _id_kind(users, 'user_id')
-        req = users.select(F.col('user_id').cast('long' if got == 'int' else 'string').alias('user_id'))
+        if got != kind: raise DataError(_column_kind_message('users.user_id', _example_id(self.user_map_)))
+        req = users.select(F.col('user_id').cast(_SPARK_KIND[got]).alias('user_id'))
         if req.isEmpty(): raise DataError("users is empty; pass at least one id")
     else:
         ids = pd.Index(np.atleast_1d(np.asarray(users)))
         if len(ids) == 0: raise DataError("users is empty; pass at least one id")
         got = 'int' if pd.api.types.is_integer_dtype(ids) else 'str'
+        if got != kind: raise DataError(_id_kind_message('users', _example_id(self.user_map_)))
         rows = [(int(u),) for u in ids] if got == 'int' else [(str(u),) for u in ids]
-        req = spark_session().createDataFrame(rows, f"user_id {'long' if got == 'int' else 'string'}")
-    if got != kind:
-        raise DataError(f"users are {got} ids but the model was trained on {kind} ids (e.g. {self.user_map_.first()['id']!r}); convert them first")
+        req = spark_session().createDataFrame(rows, f"user_id {_SPARK_KIND[got]}")
     return req.distinct().join(self.user_map_.withColumnRenamed('id', 'user_id').withColumnRenamed('code', 'user'), 'user_id', 'left')
 
 def _popular(self:SparkALS, k:int)->DataFrame:
-    "item, score, rank: the top-`k` items by number of training users, ties by item code (the fallback for unknown users)."
-    if self._popularity is None: self._popularity = self.seen_.groupBy('item').agg(F.count(F.lit(1)).cast('float').alias('score'))
-    top = self._popularity.orderBy(F.desc('score'), F.asc('item')).limit(k).collect()
-    return spark_session().createDataFrame([(r['item'], r['score'], i + 1) for i, r in enumerate(top)], 'item int, score float, rank int')
+    "item, score, rank: the top-`k` items by number of training users, ties by item code, scored by `relative_popularity` (the fallback for unknown users)."
+    if self._popularity is None: self._popularity = self.seen_.groupBy('item').agg(F.count(F.lit(1)).alias('n'))
+    top = self._popularity.orderBy(F.desc('n'), F.asc('item')).limit(k).collect()
+    scores = relative_popularity([r['n'] for r in top])  # the first row holds the largest count: the scale of the whole catalogue
+    return spark_session().createDataFrame([(r['item'], float(s), i + 1) for i, (r, s) in enumerate(zip(top, scores))],
+                                           'item int, score float, rank int')
 
 def _exact_top(self:SparkALS, users:DataFrame, k:int, exclude_seen:bool)->DataFrame:
     "user, item, score, rank for the user codes in `users`, every item scored (a cross join: for a few users only)."
@@ -232,7 +252,7 @@ def _recommend(self:SparkALS,
                users, # external user ids: a list/array, or a Spark DataFrame with a `user_id` column
                k:int=10, # items per user
                exclude_seen:bool=True, # never recommend what the user interacted with in training
-              )->DataFrame: # user_id, item_id, score (float), rank (int, 1 = best)
+              )->DataFrame: # user_id, item_id, score (float), rank (int, 1 = best), fallback (boolean, True: popularity rows)
     "Top-`k` items for each distinct user, as a Spark DataFrame in external ids; unknown users get the popularity ranking."
     self._check_fitted('recommend')
     if not isinstance(k, (int, np.integer)) or isinstance(k, bool) or k <= 0: raise DataError(f"k={k!r}; expected a positive integer")
@@ -243,13 +263,15 @@ def _recommend(self:SparkALS,
     parts = []
     if n['unknown'] < n['all']:
         known = req.where(F.col('user').isNotNull())
-        parts.append(known.join(self._top_known(known.select('user'), k, exclude_seen), 'user').select(cols))
+        parts.append(known.join(self._top_known(known.select('user'), k, exclude_seen), 'user')
+                          .select(*cols, F.lit(False).alias('fallback')))
     if n['unknown']:
         log.info("%d of %d users are unknown: they get the popularity ranking", n['unknown'], n['all'])
-        parts.append(req.where(F.col('user').isNull()).select('user_id').crossJoin(F.broadcast(self._popular(k))).select(cols))
+        parts.append(req.where(F.col('user').isNull()).select('user_id').crossJoin(F.broadcast(self._popular(k)))
+                        .select(*cols, F.lit(True).alias('fallback')))
     out = parts[0] if len(parts) == 1 else parts[0].unionByName(parts[1])
     items = self.item_map_.withColumnRenamed('id', 'item_id').withColumnRenamed('code', 'item')
-    return out.join(items, 'item').select('user_id', 'item_id', F.col('score').cast('float'), F.col('rank').cast('int'))
+    return out.join(items, 'item').select('user_id', 'item_id', F.col('score').cast('float'), F.col('rank').cast('int'), 'fallback')
 
 SparkALS._users_frame, SparkALS._popular, SparkALS._exact_top, SparkALS._top_known = _users_frame, _popular, _exact_top, _top_known
 SparkALS.recommend = _recommend
@@ -261,9 +283,8 @@ def _score(self:SparkALS, pairs:DataFrame)->DataFrame:
     if not isinstance(pairs, DataFrame): raise DataError(f"pairs must be a Spark DataFrame with user_id and item_id, got {type(pairs).__name__}")
     missing = [c for c in ID_COLS if c not in pairs.columns]
     if missing: raise DataError(f"pairs is missing column(s) {', '.join(map(repr, missing))}; columns present: {pairs.columns}")
-    for c in ID_COLS:
-        if (got := _id_kind(pairs, c)) != self.id_kinds_[c]:
-            raise DataError(f"pairs.{c} holds {got} ids but the model was trained on {self.id_kinds_[c]} ids; convert them first")
+    for c, idmap in zip(ID_COLS, (self.user_map_, self.item_map_)):
+        if _id_kind(pairs, c) != self.id_kinds_[c]: raise DataError(_column_kind_message(f'pairs.{c}', _example_id(idmap)))
     uf = self.user_factors.withColumnRenamed('features', '_uf').withColumnRenamed('user_id', '_u')
     vf = self.item_factors.withColumnRenamed('features', '_vf').withColumnRenamed('item_id', '_i')
     out = (pairs.join(uf, pairs['user_id'] == uf['_u'], 'left').join(vf, F.col('item_id') == F.col('_i'), 'left'))

@@ -7,7 +7,7 @@ Docs: https://recsys-lib.github.io/recsys_lib/spark_data.html.md"""
 
 # %% ../../nbs/12a_spark_data.ipynb #f7a9781c
 from __future__ import annotations
-import contextlib, functools, logging, operator, warnings
+import contextlib, csv, functools, logging, operator, re, warnings
 from pathlib import Path, PurePosixPath
 from typing import NamedTuple
 
@@ -15,7 +15,8 @@ import numpy as np
 import pandas as pd
 
 from ..core import DataError
-from ..data import DUPLICATE_POLICIES, ID_COLS, IdMap, Interactions
+from ..data import (_CANONICAL, _SEPARATORS, _TEXT_SUFFIXES, DUPLICATE_POLICIES, ID_COLS, TIMESTAMP_UNITS,
+                             IdMap, Interactions, _check_options, _head, _suffix, _supported, detect_format, sniff_separator)
 from .session import SparkUnavailable, spark_session
 
 try:
@@ -28,7 +29,7 @@ except ImportError: # pragma: no cover
 log = logging.getLogger(__name__)
 
 # %% auto #0
-__all__ = ['log', 'validate_interactions_spark', 'read_interactions_spark', 'binarize_spark', 'k_core_spark', 'fit_id_maps_spark',
+__all__ = ['log', 'validate_interactions_spark', 'binarize_spark', 'k_core_spark', 'read_interactions_spark', 'fit_id_maps_spark',
            'encode_spark', 'SparkSplit', 'temporal_split_spark', 'leave_last_out_spark', 'estimate_pandas_bytes',
            'to_interactions']
 
@@ -73,34 +74,41 @@ def _canon_value(v):
     "A canonical value as it sits in a validated pandas frame."
     return pd.Timestamp(v) if hasattr(v, 'hour') and not isinstance(v, pd.Timestamp) else v
 
-def _examples_spark(base:DataFrame, bad:DataFrame, render, n:int=3)->str:
-    "`row I: VALUE` for the first `n` rows of `bad` (rows of `base`, carrying `_ROW`), numbered like pandas' default index."
+def _positions(base:DataFrame, bad:DataFrame, n:int=3)->list:
+    "`(row number, row)` of the first `n` rows of `bad` (rows of `base`, carrying `_ROW`), numbered like pandas' default index."
     rows = bad.orderBy(_ROW).limit(n).collect()
-    if not rows: return ''
+    if not rows: return []
     sizes = sorted((r.p, r['count']) for r in base.groupBy(F.shiftright(F.col(_ROW), 33).alias('p')).count().collect())
     offsets, total = {}, 0
     for p, k in sizes: offsets[p], total = total, total + k
-    pos = lambda mid: offsets[mid >> 33] + (mid & ((1 << 33) - 1))
-    return ', '.join(f"row {pos(r[_ROW])}: {render(r)}" for r in rows)
+    return [(offsets[r[_ROW] >> 33] + (r[_ROW] & ((1 << 33) - 1)), r) for r in rows]
+
+def _examples_spark(base:DataFrame, bad:DataFrame, render, n:int=3)->str:
+    "`row I: VALUE` for the first `n` rows of `bad` (rows of `base`, carrying `_ROW`), numbered like pandas' default index."
+    return ', '.join(f"row {i}: {render(r)}" for i, r in _positions(base, bad, n))
 
 # %% ../../nbs/12a_spark_data.ipynb #f72a7f4e
-_TS_LIMIT_S = pd.Timestamp.max.value // 10**9  # whole seconds on either side of the epoch that datetime64[ns] holds
+_NS_PER = {'s': 10**9, 'ms': 10**6, 'us': 10**3, 'ns': 1}  # as recsys_lib.data: TIMESTAMP_UNITS
 _ZONED = r'\d:\d\d(:\d\d(\.\d*)?)?\s*([zZ]|[+-]\d\d?(:?\d\d)?|[A-Za-z]{2,}.*)$'  # a time followed by an offset or zone
 
-def _parse_timestamp(c:Column, kind:str)->Column:
-    "Canonical `timestamp_ntz` (UTC) of a timestamp column, null where it does not parse."
+def _parse_timestamp(c:Column, kind:str, unit:str='s')->Column:
+    "Canonical `timestamp_ntz` (UTC) of a timestamp column, null where it does not parse; numbers count `unit`s since 1970."
     if kind == 'ntz': return c
     if kind == 'ltz': return _ntz_from_micros(F.unix_micros(c))
     if kind == 'date': return c.cast('timestamp_ntz')
-    if kind == 'int': return F.when(F.abs(c) <= _TS_LIMIT_S, _ntz_from_micros(c.cast('long') * 1_000_000))
+    limit = pd.Timestamp.max.value // _NS_PER[unit]  # past year 2262 is out of range for datetime64[ns], as in pandas
+    if kind == 'int':
+        n = c.cast('long')
+        us = n * (_NS_PER[unit] // 1000) if unit != 'ns' else (n - F.pmod(n, 1000)) / 1000  # ns: floored to micros
+        return F.when(F.abs(n) <= limit, _ntz_from_micros(us.cast('long')))
     if kind in ('float', 'decimal'):
         x = c.cast('double')
-        return F.when(F.abs(x) <= _TS_LIMIT_S, _ntz_from_micros(F.round(x * 1e6).cast('long')))
+        return F.when(F.abs(x) <= limit, _ntz_from_micros(F.round(x * (_NS_PER[unit] / 1000)).cast('long')))
     s = c if kind == 'str' else c.try_cast('string')
     return F.when(s.rlike(_ZONED), _ntz_from_micros(F.unix_micros(s.try_cast('timestamp')))).otherwise(s.try_cast('timestamp_ntz'))
 
 # %% ../../nbs/12a_spark_data.ipynb #c91cb3e8
-def _plan(df:DataFrame):
+def _plan(df:DataFrame, timestamp_unit:str='s'):
     "Ordered checks `(condition, message, column shown or None)` and canonical column expressions."
     kinds = {f.name: _kind(f.dataType) for f in df.schema.fields}
     types = {f.name: f.dataType for f in df.schema.fields}
@@ -111,12 +119,18 @@ def _plan(df:DataFrame):
         col, k = F.col(c), kinds[c]
         if k == 'bool': checks.append((None, f"column {c!r} holds booleans; expected integer or string ids", None))
         elif k in ('float', 'decimal'):
-            x = col.cast('double')
-            checks.append(((col % 1 != 0) | (F.abs(x) >= 2.0**63), lambda n, ex, c=c:
+            x, whole = col.cast('double'), col % 1 == 0  # inf % 1 is NaN: not whole
+            checks.append((~whole | (F.abs(x) >= 2.0**63 if k == 'decimal' else F.lit(False)), lambda n, ex, c=c:
                            f"column {c!r} holds {n} non-integer numbers ({ex}); expected integer or string ids", c))
+            if k == 'float':  # a double holds every integer below 2**53 exactly; from there on, neighbouring ids merge
+                checks.append((whole & (F.abs(x) >= 2.0**53), lambda n, ex, c=c:
+                               f"column {c!r} holds {n} ids stored as floats at or above 2**53 ({ex}), where floats merge "
+                               "neighbouring integers; store the ids as integers or strings", c))
             canon[c] = col.try_cast('long')
         elif k == 'int': canon[c] = col.cast('long')
-        elif k == 'str': canon[c] = col.cast('string')
+        elif k == 'str':
+            checks.append((col == '', lambda n, ex, c=c: f"column {c!r} has {n} empty ids ({ex})", c))
+            canon[c] = col.cast('string')
         else: checks.append((None, f"column {c!r} has dtype {types[c].simpleString()}; expected integer or string ids", None))
         canon.setdefault(c, F.lit(None).cast('long'))
     if 'weight' in kinds:
@@ -134,24 +148,30 @@ def _plan(df:DataFrame):
     else: canon['weight'] = F.lit(1.0).cast('float')
     if 'timestamp' in kinds:
         t, k = F.col('timestamp'), kinds['timestamp']
-        missing, parsed = _isnull(t, k), _parse_timestamp(t, k)
+        missing, parsed = _isnull(t, k), _parse_timestamp(t, k, timestamp_unit)
         checks.append((missing, lambda n, ex: f"column 'timestamp' has {n} missing values ({ex})", 'timestamp'))
+        numeric = k in ('int', 'float', 'decimal') and timestamp_unit != 'ns'  # a number that does not parse is out of range
+        finer = TIMESTAMP_UNITS[TIMESTAMP_UNITS.index(timestamp_unit) + 1] if numeric else None
+        hint = f"; numbers this large are not {timestamp_unit} since 1970: if they are {finer}, pass timestamp_unit='{finer}'" if numeric else ''
+        units = 'seconds' if timestamp_unit == 's' else 'times in ' + timestamp_unit
         checks.append((~missing & parsed.isNull(), lambda n, ex: f"column 'timestamp' has {n} unparseable values ({ex}); "
-                       "expected datetimes, unix seconds or ISO 8601 text", 'timestamp'))
+                       f"expected datetimes, unix {units} or ISO 8601 text{hint}", 'timestamp'))
         canon['timestamp'] = parsed
     return checks, canon, kinds
 
 # %% ../../nbs/12a_spark_data.ipynb #712e6d66
 def validate_interactions_spark(df:DataFrame, # raw interactions, canonical column names
                                 duplicates:str='raise', # 'raise', 'keep' (separate events) or 'sum' (merge, summing weight)
+                                timestamp_unit:str='s', # unit of numeric timestamps: 's', 'ms', 'us' or 'ns'
                                )->DataFrame: # canonical frame (lazy: nothing beyond the checks has run)
     "Check a Spark frame against the interaction contract, with the rules and messages of `validate_interactions`."
     if not isinstance(df, DataFrame): raise DataError(f"expected a Spark DataFrame, got {type(df).__name__}")
     if duplicates not in DUPLICATE_POLICIES: raise DataError(f"duplicates={duplicates!r}; expected one of {DUPLICATE_POLICIES}")
+    if timestamp_unit not in TIMESTAMP_UNITS: raise DataError(f"timestamp_unit={timestamp_unit!r}; expected one of {', '.join(TIMESTAMP_UNITS)}")
     missing = [c for c in ID_COLS if c not in df.columns]
     if missing: raise DataError(f"missing column(s) {', '.join(map(repr, missing))}; columns present: {list(df.columns)}. "
                                 "Rename yours with columns={'your_name': 'user_id', ...}")
-    checks, canon, kinds = _plan(df)
+    checks, canon, kinds = _plan(df, timestamp_unit)
     key = [c for c in ('user_id', 'item_id', 'timestamp') if c in canon]
     aggs = [F.count(F.lit(1)).alias('n')] + [F.count_if(cond).alias(f'c{i}') for i, (cond, _, _) in enumerate(checks) if cond is not None]
     if duplicates == 'raise': aggs.append(F.count_distinct(*[canon[c] for c in key]).alias('distinct'))
@@ -177,64 +197,6 @@ def validate_interactions_spark(df:DataFrame, # raw interactions, canonical colu
     out = out.groupBy(*key).agg(F.sum('weight').cast('float').alias('weight'), *firsts, F.min(_ROW).alias(_ROW))
     return out.orderBy(_ROW).select(*first, *rest)
 
-# %% ../../nbs/12a_spark_data.ipynb #153c70e0
-_COMPRESSED = {'.gz', '.bz2', '.snappy', '.zst', '.zstd', '.lz4', '.deflate', '.xz', '.br'}
-_FORMATS = {'.parquet': 'parquet', '.pq': 'parquet', '.csv': 'csv', '.tsv': 'tsv', '.inter': 'tsv', '.data': 'tsv'}
-
-def _format_of(name:str)->str|None:
-    suffixes = [s.lower() for s in PurePosixPath(name).suffixes]
-    while suffixes and suffixes[-1] in _COMPRESSED: suffixes.pop()
-    return _FORMATS.get(suffixes[-1]) if suffixes else None
-
-def _check_filesystem(spark, uri:str):
-    "Refuse a URI whose scheme has no Hadoop filesystem in this session, before Spark logs a stack trace about it."
-    scheme = uri.split('://')[0]
-    try: spark._jvm.org.apache.hadoop.fs.FileSystem.getFileSystemClass(scheme, spark._jsc.hadoopConfiguration())
-    except Py4JJavaError as e:
-        hadoop = spark._jvm.org.apache.hadoop.util.VersionInfo.getVersion()
-        package = f'"spark.jars.packages": "org.apache.hadoop:hadoop-aws:{hadoop}"' if scheme in ('s3a', 's3') else '"spark.jars.packages": ...'
-        raise DataError(f"could not read {uri}: this Spark session has no Hadoop connector for {scheme}://; add it with "
-                        f"spark_conf = {{{package}}} in settings.ini, or run on a cluster whose session has it "
-                        f"({e.java_exception.toString().split(': ', 1)[-1]})") from None
-
-def read_interactions_spark(path:Path|str, # file, folder of part files, glob, or URI such as s3a://bucket/prefix/
-                            spark=None, # SparkSession; default `spark_session()`
-                            columns:dict|None=None, # rename map from your column names to the canonical ones
-                            duplicates:str='raise', # see `validate_interactions_spark`
-                            format:str|None=None, # 'parquet', 'csv' or 'tsv' when the name does not say
-                            **options, # passed to Spark's reader (e.g. sep, header, mergeSchema)
-                           )->DataFrame:
-    "Load and validate interactions with Spark from Parquet or delimited text."
-    spark = spark or spark_session()
-    p = str(path)
-    fmt = format or _format_of(p.rstrip('/'))
-    if '://' not in p or p.startswith('file:'):
-        local = Path(p.removeprefix('file://') if p.startswith('file://') else p.removeprefix('file:'))
-        if not any(ch in p for ch in '*?[{') and not local.exists(): raise DataError(f"interaction file {path} does not exist")
-        if fmt is None and local.is_dir():
-            found = {_format_of(f.name) for f in local.rglob('*') if f.is_file() and not f.name.startswith(('_', '.'))} - {None}
-            if len(found) == 1: fmt = found.pop()
-    else: _check_filesystem(spark, p)
-    if fmt not in ('parquet', 'csv', 'tsv'):
-        raise DataError(f"cannot tell the format of {path}" + (f" (format={format!r})" if format else "") +
-                        "; name it .parquet, .csv or .tsv, or pass format='parquet', 'csv' or 'tsv'")
-    try:
-        if fmt == 'parquet': df = spark.read.options(**options).parquet(p)
-        else: df = spark.read.options(**{'header': True, 'inferSchema': True, 'sep': '\t' if fmt == 'tsv' else ',', **options}).csv(p)
-    except Py4JJavaError as e:
-        raise DataError(f"could not read {path}: {e.java_exception.toString()}") from None
-    except (PySparkException, OSError) as e:
-        if 'TIMESTAMP(NANOS' in str(e):
-            raise DataError(f"could not read {path}: it stores timestamps in nanoseconds, which Spark does not read; write it "
-                            "with microseconds (pandas: to_parquet(..., coerce_timestamps='us', allow_truncated_timestamps=True))") from None
-        raise DataError(f"could not read {path}: {str(e).strip().splitlines()[0]}") from None
-    if columns:
-        absent = [c for c in columns if c not in df.columns]
-        if absent: raise DataError(f"{path}: column(s) {absent} named in `columns` are not in the table; present: {list(df.columns)}")
-        df = df.withColumnsRenamed(columns)
-    try: return validate_interactions_spark(df, duplicates=duplicates)
-    except DataError as e: raise DataError(f"{path}: {e}") from None
-
 # %% ../../nbs/12a_spark_data.ipynb #6bace261
 def binarize_spark(df:DataFrame, threshold:float)->DataFrame:
     "Keep interactions with `weight >= threshold` as implicit positives of weight 1."
@@ -257,6 +219,197 @@ def k_core_spark(df:DataFrame, min_user:int=5, min_item:int=5)->DataFrame:
         if done: break
     if not n: raise DataError(f"k_core(min_user={min_user}, min_item={min_item}) leaves no interactions")
     return cur
+
+# %% ../../nbs/12a_spark_data.ipynb #153c70e0
+def _check_filesystem(spark, uri:str):
+    "Refuse a URI whose scheme has no Hadoop filesystem in this session, before Spark logs a stack trace about it."
+    scheme = uri.split('://')[0]
+    try: spark._jvm.org.apache.hadoop.fs.FileSystem.getFileSystemClass(scheme, spark._jsc.hadoopConfiguration())
+    except Py4JJavaError as e:
+        hadoop = spark._jvm.org.apache.hadoop.util.VersionInfo.getVersion()
+        package = f'"spark.jars.packages": "org.apache.hadoop:hadoop-aws:{hadoop}"' if scheme in ('s3a', 's3') else '"spark.jars.packages": ...'
+        raise DataError(f"could not read {uri}: this Spark session has no Hadoop connector for {scheme}://; add it with "
+                        f"spark_conf = {{{package}}} in settings.ini, or run on a cluster whose session has it "
+                        f"({e.java_exception.toString().split(': ', 1)[-1]})") from None
+
+class _Input(NamedTuple):
+    "Where the data is: `path` as messages name it, `uri` as Spark reads it, `local` for a local file or folder Python can open."
+    path: str
+    uri: str
+    local: Path|None
+
+def _input(spark, path)->_Input:
+    p = str(path)
+    if '://' in p and not p.startswith('file:'):
+        _check_filesystem(spark, p)
+        return _Input(p, p, None)
+    local = Path(p.removeprefix('file://') if p.startswith('file://') else p.removeprefix('file:')).expanduser().absolute()
+    if any(ch in p for ch in '*?[{'): return _Input(str(local), str(local), None)  # a glob: Spark expands it
+    if not local.exists(): raise DataError(f"interaction file {local} does not exist")
+    return _Input(str(local), str(local), local)
+
+def _head_lines(spark, src:_Input, n:int=20)->list:
+    "The first `n` lines of a text input."
+    if src.local is not None: return _head(src.local, n)
+    try: return [r.value for r in spark.read.text(src.uri).limit(n).collect()]
+    except (Py4JJavaError, PySparkException) as e: raise DataError(f"could not read {src.path}: {_first_line(e)}") from None
+
+def _first_line(e:Exception)->str:
+    return (e.java_exception.toString() if isinstance(e, Py4JJavaError) else str(e)).strip().splitlines()[0]
+
+def _format_by_name(spark, src:_Input)->str:
+    "`detect_format` for what Python cannot open (object stores, globs): the name alone, and a MovieLens CSV's header."
+    name = PurePosixPath(src.uri.rstrip('/')).name
+    sfx, lower = _suffix(Path(name)), name.lower()
+    if sfx in ('.parquet', '.pq') or not sfx and src.uri.endswith('/'): return 'parquet'  # a prefix/ of part files
+    if lower in ('u.data', 'ratings.dat') or (lower == 'ratings.csv' and _head_lines(spark, src, 1)[:1] == ['userId,movieId,rating,timestamp']):
+        return 'movielens'
+    if sfx == '.inter': return 'recbole'
+    if sfx in _TEXT_SUFFIXES: return 'csv'
+    raise DataError(f"cannot tell the format of {name}; supported: {_supported()}. If it is one of these, pass file_format=")
+
+def _col(name:str)->Column: return F.col('`' + name.replace('`', '``') + '`')  # any name, dots and all
+
+def _text_frame(spark, src:_Input, sep:str|None, names:list|None, spark_options:dict)->DataFrame:
+    "A delimited text input as a table of text, byte-exact (`read_interactions` reads text files the same way)."
+    if src.uri.lower().endswith('.xz'):
+        raise DataError(f"{src.path}: Spark has no .xz codec; recompress it with gzip or bzip2, or convert it to Parquet")
+    head = _head_lines(spark, src)
+    if not any(l.strip() for l in head): raise DataError(f"{src.path} is empty")
+    sep = sep or sniff_separator(head)
+    cols = list(names) if names else next(csv.reader([head[0]], delimiter=sep)) if len(sep) == 1 else head[0].split(sep)
+    schema = T.StructType([T.StructField(c, T.StringType()) for c in cols])
+    # FAILFAST: a line with too few or too many fields is an error, as in pandas, not a row padded with nulls
+    opts = {'header': not names, 'sep': sep, 'escape': '"', 'mode': 'FAILFAST', **spark_options}
+    df = spark.read.options(**opts).schema(schema).csv(src.uri)
+    return df.select(*[F.coalesce(_col(c), F.lit('')).alias(c) for c in cols])  # an empty field is '' (pandas: na_filter=False)
+
+def _raw_frame(spark, src:_Input, fmt:str, sep:str|None, names:list|None, spark_options:dict)->tuple[DataFrame, dict]:
+    "The input's table as stored (text: all text), and the renames its format implies (as `_raw_table`)."
+    if fmt == 'parquet':
+        try: return spark.read.options(**spark_options).parquet(src.uri), {}
+        except (Py4JJavaError, PySparkException, OSError) as e:
+            if 'TIMESTAMP(NANOS' in str(e):
+                raise DataError(f"could not read {src.path}: it stores timestamps in nanoseconds, which Spark does not read; write it "
+                                "with microseconds (pandas: to_parquet(..., coerce_timestamps='us', allow_truncated_timestamps=True))") from None
+            raise DataError(f"could not read {src.path}: {_first_line(e)}") from None
+    if fmt == 'movielens':
+        name = PurePosixPath(src.uri.rstrip('/')).name.lower()
+        if name == 'ratings.csv': return _text_frame(spark, src, ',', names, spark_options), {'userId': 'user_id', 'movieId': 'item_id'}
+        return _text_frame(spark, src, '\t' if name == 'u.data' else '::', names or ['user_id', 'item_id', 'rating', 'timestamp'], spark_options), {}
+    if fmt == 'recbole':
+        df = _text_frame(spark, src, '\t', names, spark_options)
+        untyped = [c for c in df.columns if ':' not in c]
+        if untyped and not names: raise DataError(f"{src.path}: header field(s) {untyped} are not in RecBole's name:type form")
+        return df, {c: c.split(':', 1)[0] for c in df.columns}
+    return _text_frame(spark, src, sep, names, spark_options), {}
+
+def _column_plan(path:str, cols:list, renames:dict, columns:dict|None, weight_column:str)->tuple[dict, list, bool]:
+    "Stored name -> canonical name of the columns kept, the names left out, and whether 'rating' became the weight (as `_table`)."
+    if isinstance(columns, dict):  # the caller's renames first; the format's (MovieLens, RecBole names) for the rest
+        if absent := [c for c in columns if c not in cols]:
+            raise DataError(f"{path}: column(s) {absent} named in `columns` are not in the file; its columns: {list(cols)}")
+        renames = {**{k: v for k, v in renames.items() if k not in columns}, **columns}
+    now = {c: renames.get(c, c) for c in cols}
+    names, rating = list(now.values()), False
+    if weight_column == 'none': now = {r: n for r, n in now.items() if n != 'weight'}
+    else:
+        w = weight_column
+        if w == 'auto': w = rating = None if 'weight' in names or 'rating' not in names else 'rating'
+        if w is not None:
+            if w not in names: raise DataError(f"{path}: weight_column={w!r} is not a column; columns: {names}")
+            if w != 'weight' and 'weight' in names:
+                raise DataError(f"{path}: weight_column={w!r}, but the file also has a 'weight' column; rename one with columns=")
+            now = {r: 'weight' if n == w else n for r, n in now.items()}
+    names = list(now.values())
+    if any(c not in names for c in ID_COLS) and len(names) == 1 and (s := next((s for s in _SEPARATORS if s in names[0]), None)):
+        raise DataError(f"{path}: a single column {names[0]!r}; is the file separated by {s!r}? pass sep={s!r}")
+    return {r: n for r, n in now.items() if n in _CANONICAL}, [n for n in names if n not in _CANONICAL], bool(rating)
+
+_PLAIN_INT = r'^(0|-?[1-9][0-9]*)$'  # the text of an int64 that reads back as the same text: not '007', '+7', ' 7', '7.0'
+
+def _typing(df:DataFrame, keep:dict)->tuple[dict, callable]:
+    "Aggregations that decide each kept column's type by the rules of `read_interactions`, and the column they decide."
+    kinds, aggs = {f.name: f.dataType for f in df.schema.fields}, {}
+    for r, n in keep.items():
+        c, text = _col(r), _kind(kinds[r]) == 'str'
+        if n in ('weight', 'timestamp') and text:  # numbers in text: int64, else float64 (as Arrow parses them), else text
+            aggs[f'int:{r}'] = F.count_if(c.isNotNull() & ~(c.rlike(r'^-?[0-9]+$') & c.try_cast('long').isNotNull()))
+            aggs[f'num:{r}'] = F.count_if(c.isNotNull() & (c.rlike(r'^\s|\s$') | c.try_cast('double').isNull()))
+        elif n in ID_COLS and text:  # the round-trip rule; an empty id is a missing one
+            aggs[f'null:{r}'] = F.count_if(c.isNull() | (c == ''))
+            aggs[f'int:{r}'] = F.count_if(~(c.rlike(_PLAIN_INT) & c.try_cast('long').isNotNull()))
+        elif n in ID_COLS and kinds[r] == T.DecimalType(20, 0):  # how Spark reads Parquet's unsigned 64-bit integers
+            aggs[f'big:{r}'] = F.count_if(c > 2**63 - 1)
+    def typed(res:dict, r:str)->Column:
+        c = _col(r)
+        if f'num:{r}' in res: return c.try_cast('long') if not res[f'int:{r}'] else c.try_cast('double') if not res[f'num:{r}'] else c
+        if f'null:{r}' in res: return F.when(c != '', c) if res[f'null:{r}'] else c if res[f'int:{r}'] else c.cast('long')
+        if f'big:{r}' in res: return c.cast('string' if res[f'big:{r}'] else 'long')  # hashes past int64: their decimal text
+        return c
+    return aggs, typed
+
+def _malformed(e:Exception)->str:
+    "What a failed Spark read says went wrong: the malformed line, else the error's first line."
+    for line in str(e).splitlines():  # the Java stack trace, causes included
+        if 'Malformed CSV record' in line: return line[line.index('Malformed CSV record'):].split(' SQLSTATE')[0].strip()
+    return _first_line(e)
+
+def read_interactions_spark(path:Path|str, # file, folder of part files, glob, or URI such as s3a://bucket/prefix/
+                            spark=None, # SparkSession; default `spark_session()`
+                            columns:dict|list|None=None, # rename map {yours: canonical}, or the names in order of a file without header
+                            weight_column:str='auto', # 'auto' (a 'weight', else a 'rating' column), a column name, or 'none'
+                            rating_threshold:float|None=None, # keep rows with weight >= this, as implicit positives (weight 1)
+                            min_user_interactions:int=1, # k-core: drop users with fewer interactions (repeated with items until stable)
+                            min_item_interactions:int=1, # k-core: drop items with fewer interactions
+                            timestamp_unit:str='s', # unit of numeric timestamps: s, ms, us or ns
+                            sep:str|None=None, # separator of a text file; default sniffed
+                            file_format:str|None=None, # a key of FILE_FORMATS; default told from the name and first bytes
+                            duplicates:str='raise', # see `validate_interactions_spark`
+                            spark_options:dict|None=None, # more options for Spark's reader (e.g. mergeSchema)
+                           )->DataFrame: # validated (and filtered) interactions
+    "`read_interactions` on Spark: the same formats, options, id rule, rows and messages, as a Spark DataFrame."
+    options = dict(columns=columns, weight_column=weight_column, rating_threshold=rating_threshold,
+                   min_user_interactions=min_user_interactions, min_item_interactions=min_item_interactions,
+                   timestamp_unit=timestamp_unit, sep=sep, file_format=file_format, duplicates=duplicates)
+    _check_options(options)
+    spark = spark or spark_session()
+    src = _input(spark, path)
+    try:
+        fmt = file_format or (detect_format(src.local) if src.local is not None else _format_by_name(spark, src))
+        names = list(columns) if isinstance(columns, (list, tuple)) else None
+        df, renames = _raw_frame(spark, src, fmt, sep, names, spark_options or {})
+        cols = df.columns
+        headerless = names is not None or (fmt == 'movielens' and PurePosixPath(src.uri.rstrip('/')).name.lower() != 'ratings.csv')
+        if not headerless and cols and all(re.fullmatch(r'[-+]?\d+(\.\d*)?', c) for c in cols):
+            raise DataError(f"{src.path}: the first line ({', '.join(cols[:4])}) looks like data, not a header; name the columns "
+                            "in order with columns=['user_id', 'item_id', ...]")
+        # the decisions that need no data first; their errors wait until the header check below has had its say, as in pandas
+        try: (keep, unused, rating), failure = _column_plan(src.path, cols, renames, columns, weight_column), None
+        except DataError as e: (keep, unused, rating), failure = ({}, [], False), e
+        aggs, typed = _typing(df, keep)
+        repeat = (functools.reduce(operator.and_, [_col(c) == F.lit(c) for c in cols])
+                  if all(_kind(f.dataType) == 'str' for f in df.schema.fields) else None)
+        if repeat is not None: aggs['__header'] = F.count_if(repeat)  # it reads every column, so FAILFAST sees every line
+        try: res = df.agg(*[a.alias(k) for k, a in aggs.items()]).first().asDict() if aggs else {}  # the one typing pass
+        except (Py4JJavaError, PySparkException) as e: raise DataError(f"could not read {src.path}: {_malformed(e)}") from None
+        if res.get('__header'):
+            base = df.withColumn(_ROW, F.monotonically_increasing_id())
+            first = _positions(base, base.filter(repeat), n=1)[0][0]
+            raise DataError(f"{src.path}: line {first + (1 if headerless else 2)} repeats the header ({', '.join(cols)}), "
+                            f"{res['__header']} such line(s) in all; remove them (files concatenated with their headers?)")
+        if failure is not None: raise failure
+        name = PurePosixPath(src.path).name
+        if rating: log.info("%s: column 'rating' is the weight (weight_column='none' ignores it)", name)
+        if unused: log.warning("%s: column(s) %s not used (only %s are)", name, ', '.join(map(repr, unused)), ', '.join(_CANONICAL))
+        out = validate_interactions_spark(df.select(*[typed(res, r).alias(n) for r, n in keep.items()]), duplicates, timestamp_unit)
+        if rating_threshold is not None:
+            if 'weight' not in keep.values():
+                raise DataError(f"rating_threshold={rating_threshold} needs a weight or rating column; columns: {list(keep.values())}")
+            out = binarize_spark(out, rating_threshold)
+        if min_user_interactions > 1 or min_item_interactions > 1: out = k_core_spark(out, min_user_interactions, min_item_interactions)
+    except DataError as e: raise DataError(e.args[0] if src.path in e.args[0] else f"{src.path}: {e}") from None
+    return out
 
 # %% ../../nbs/12a_spark_data.ipynb #73ed49ab
 def _distinct_ids(df:DataFrame, col:str)->np.ndarray:

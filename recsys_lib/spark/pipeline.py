@@ -18,7 +18,7 @@ from ..evaluation import Evaluation, _segment_args, _segments
 from ..metrics import _as_ks
 from ..models import Recommender, model_class
 from ..monitor import PSI_EPS, DriftReport, drift_report_from_counts
-from ..pipeline import PROTOCOLS, synthetic_path
+from ..pipeline import PROTOCOLS, _synthetic, read_options, synthetic_path
 from .als import SparkALS, spark_fingerprint
 from .data import (SparkSplit, fit_id_maps_spark, leave_last_out_spark, read_interactions_spark,
                                    temporal_split_spark, to_interactions)
@@ -36,10 +36,17 @@ __all__ = ['log', 'load_data_spark', 'frozen_split_spark', 'fit_spark_split', 'r
 # %% ../../nbs/12e_spark_pipeline.ipynb #a114c5af
 _PARTS = ('train', 'valid', 'test')
 
-def load_data_spark(data_path:str|None=None, # interactions (file, folder of parts, glob, s3a:// URI); None: a synthetic preset
-                    preset:str='small', seed:int=0, profile:str|None=None)->DataFrame:
-    "Validated interactions as a Spark DataFrame, from a path or the cached synthetic preset."
-    return read_interactions_spark(str(data_path or synthetic_path(preset, seed, profile)), spark=spark_session(profile))
+def load_data_spark(data_path:str|None=None, # interactions (file, folder of parts, glob, s3a:// URI) or a 'synthetic:<preset>:seed<n>' source; None: the preset below
+                    preset:str='small', # key of SYNTHETIC_PRESETS, used when data_path is None
+                    seed:int=0, # seed of the synthetic data
+                    profile:str|None=None, # settings profile (data_dir, Spark session)
+                    **options, # read options (`READ_OPTIONS`): columns, weight_column, rating_threshold, min_user_interactions, ...
+                   )->DataFrame:
+    "`load_data` on Spark: validated (and filtered) interactions, read with the same options and id rule, as a Spark DataFrame."
+    options = read_options(**options)
+    if data_path is not None and str(data_path).startswith('synthetic:'): (preset, seed), data_path = _synthetic(str(data_path)), None
+    path = str(data_path) if data_path is not None else str(synthetic_path(preset, seed, profile))
+    return read_interactions_spark(path, spark=spark_session(profile), **options)
 
 def _split_spark(df:DataFrame, protocol:str)->SparkSplit:
     if protocol == 'leave_last_out': return leave_last_out_spark(df, n_test=1, n_valid=1)

@@ -19,7 +19,7 @@ import pandas as pd
 import recsys_lib
 from ..core import DataError, atomic_path, sha256_file, write_json
 from ..data import IdMap
-from ..models import ArtifactError, Recommender, _id_kind, load_model, read_manifest
+from ..models import ArtifactError, Recommender, _id_kind, _id_kind_message, load_model, read_manifest
 from .session import spark_session
 
 log = logging.getLogger(__name__)
@@ -102,6 +102,7 @@ class _Plan(NamedTuple):
     model: str
     train_fingerprint: str
     user_kind: str   # 'int' or 'str'
+    user_example: object  # one of the model's user ids, for the message about ids of the wrong kind
     item_kind: str
     n_trained: int
     items: np.ndarray|None  # candidate ids known to the model, None for the whole catalogue
@@ -117,7 +118,7 @@ def _plan(model_path, k, items, what:str)->_Plan:
         warnings.simplefilter('always')
         mask = probe._check_request(k, items, what)
     for w in caught: log.warning(str(w.message))
-    return _Plan(key, files, config['model'], manifest['train_fingerprint'], _id_kind(user_map.ids), _id_kind(item_map.ids),
+    return _Plan(key, files, config['model'], manifest['train_fingerprint'], _id_kind(user_map.ids), user_map.ids[0], _id_kind(item_map.ids),
                  int((np.diff(indptr) > 0).sum()), None if mask is None else item_map.ids.to_numpy()[mask])
 
 _SPARK_TYPE = {'int': 'long', 'str': 'string'}
@@ -141,8 +142,7 @@ def _users_frame(spark, users, plan:_Plan, bc, partitions:int, what:str):
         if not isinstance(users, DataFrame):
             ids = np.atleast_1d(np.asarray(users))
             if len(ids) == 0: raise DataError(f"{what}: users is empty; pass at least one id, or None for every trained user")
-            if _id_kind(ids) != plan.user_kind:
-                raise DataError(f"{what}: users are {_id_kind(ids)} ids but the model was trained on {plan.user_kind} ids; convert them first")
+            if _id_kind(ids) != plan.user_kind: raise DataError(f"{what}: {_id_kind_message('users', plan.user_example)}")
             users = spark.createDataFrame(pd.DataFrame({'user_id': ids.astype('int64' if plan.user_kind == 'int' else object)}), f'user_id {utype}')
         if 'user_id' not in users.columns:
             raise DataError(f"{what}: users has no user_id column (columns: {', '.join(users.columns) or 'none'}); rename the id column to user_id")
@@ -173,7 +173,7 @@ def _scored(spark, model_path, users, k, exclude_seen, items, batch_size, partit
     bc = spark.sparkContext.broadcast(plan.files)
     plan = plan._replace(files=None)  # the driver keeps no second copy
     fn = functools.partial(score_partition, key=plan.key, payload=bc, k=k, exclude_seen=exclude_seen, items=plan.items, batch_size=batch_size)
-    schema = f"user_id {_SPARK_TYPE[plan.user_kind]}, item_id {_SPARK_TYPE[plan.item_kind]}, score float, rank int"
+    schema = f"user_id {_SPARK_TYPE[plan.user_kind]}, item_id {_SPARK_TYPE[plan.item_kind]}, score float, rank int, fallback boolean"
     return _users_frame(spark, users, plan, bc, partitions, what).mapInPandas(fn, schema), plan, bc, partitions
 
 # %% ../../nbs/12b_spark_scoring.ipynb #596e6f6a
@@ -185,7 +185,7 @@ def spark_recommend(model_path:Path|str, # a saved model artifact (folder writte
                     batch_size:int=4096, # users per scoring block on an executor: memory ~ batch_size x n_items x 4 bytes
                     partitions:int|None=None, # hash partitions of the users; default spark.sql.shuffle.partitions
                     spark=None, # a SparkSession; default `spark_session()`
-                   )->'pyspark.sql.DataFrame': # user_id, item_id, score, rank, like `batch_recommend`'s output
+                   )->'pyspark.sql.DataFrame': # user_id, item_id, score, rank, fallback, like `batch_recommend`'s output
     "Top-`k` items per user, scored on the executors with the model's own `recommend`; lazy, like any DataFrame."
     return _scored(spark, model_path, users, k, exclude_seen, items, batch_size, partitions, 'spark_recommend')[0]
 

@@ -15,7 +15,7 @@ from recsys_lib.sagemaker.cloud import AwsClients, AwsError, SubmittedJob, attac
 from recsys_lib.sagemaker.local import run_local_job
 
 from conftest import ROOT
-from test_sagemaker_cloud import FakeSageMaker, _fake, _keys, _upload_job_outputs, aws, aws_tmp, wheel  # noqa: F401 (fixtures)
+from test_sagemaker_cloud import BUCKET, FakeSageMaker, _fake, _keys, _upload_job_outputs, aws, aws_tmp, wheel  # noqa: F401 (fixtures)
 
 
 class _Body:
@@ -42,6 +42,32 @@ def test_bad_input_is_refused_before_anything_is_staged(aws, wheel, tmp_path, mo
     with pytest.raises(Exception, match="use_spot = yes needs checkpoint_s3_uri"): submit_job(nb, clients=aws, wheel=wheel)
     assert _keys(aws) == [] and aws.sagemaker.list_training_jobs()['TrainingJobSummaries'] == []
 
+
+
+def test_path_parameter_naming_no_usable_data_is_refused_before_anything_is_staged(aws, wheel, tmp_path, monkeypatch):
+    "A path parameter is staged as a channel, so one that names nothing the job could get is refused on this machine."
+    from recsys_lib.params import ParamError
+    from recsys_lib.sagemaker.schedule import schedule_job
+    nb = ROOT/'pipelines'/'train.ipynb'
+    monkeypatch.chdir(tmp_path)
+    (tmp_path/'ratings.csv').write_text('user_id,item_id\n1,2\n')
+    with pytest.raises(ParamError, match=f"parameter 'data_path': missing.csv does not exist on this machine \\({tmp_path/'missing.csv'}\\)"):
+        submit_job(nb, {'data_path': 'missing.csv'}, clients=aws, wheel=wheel)
+    with pytest.raises(ParamError, match="which --channel data_path already gives"):
+        submit_job(nb, {'data_path': 'ratings.csv'}, channels={'data_path': f's3://{BUCKET}/other.csv'}, clients=aws, wheel=wheel)
+    with pytest.raises(ParamError, match="'gs://b/x.csv'; a job reads a local file or folder"):
+        submit_job(nb, {'data_path': 'gs://b/x.csv'}, clients=aws, wheel=wheel)
+    # a schedule's job starts later, in SageMaker: even an existing local file is refused, with the S3 form to use
+    with pytest.raises(ParamError, match=f"--channel data_path s3://{BUCKET}/recsys/data/ratings.csv -p data_path"):
+        schedule_job(nb, '0 3 * * *', {'data_path': 'ratings.csv'}, clients=aws, wheel=wheel)
+    assert _keys(aws) == [] and aws.sagemaker.list_training_jobs()['TrainingJobSummaries'] == []
+    assert aws.sagemaker.list_pipelines()['PipelineSummaries'] == [] and aws.scheduler.list_schedules()['Schedules'] == []
+    # sagemaker-local has no AWS: an S3 value is refused before a container root is made
+    tmpdir = tmp_path/'tmp'; tmpdir.mkdir()
+    monkeypatch.setattr(__import__('tempfile'), 'tempdir', str(tmpdir))
+    with pytest.raises(ParamError, match="sagemaker-local runs on this machine without AWS"):
+        run_local_job(nb, {'data_path': f's3://{BUCKET}/ratings.csv'})
+    assert list(tmpdir.iterdir()) == []
 
 def test_throttling_is_retried_with_a_bound_then_named(aws):
     clients = AwsClients.connect(load_settings('sagemaker'), max_attempts=3)

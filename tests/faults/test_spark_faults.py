@@ -98,3 +98,12 @@ else: raise SystemExit('a Spark session started without Java')
     r = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True, env=without_java(tmp_path), timeout=120)
     assert r.returncode == 0, r.stderr[-3000:]
     assert 'no usable Java runtime' in r.stdout and 'Java 17 or newer' in r.stdout and 'JAVA_HOME' in r.stdout, r.stdout
+
+
+def test_a_malformed_text_line_is_one_data_error_not_a_padded_row(tmp_path):
+    "Spark's CSV reader would pad a short line with nulls (PERMISSIVE); the reader fails on it as pandas does, naming the line."
+    from recsys_lib.core import DataError
+    from recsys_lib.spark.data import read_interactions_spark
+    (tmp_path/'short.csv').write_text('user_id,item_id,weight\n1,2,3\n5,6\n')
+    with pytest.raises(DataError, match=r"^could not read \S*short.csv: Malformed CSV record: 5,6$"):
+        read_interactions_spark(tmp_path/'short.csv', sep=',')
