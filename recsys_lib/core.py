@@ -7,7 +7,7 @@ Docs: https://recsys-lib.github.io/recsys_lib/core.html.md"""
 
 # %% ../nbs/00_core.ipynb #ddcb41f5
 from __future__ import annotations
-import configparser, contextlib, hashlib, json, os, shutil, tempfile
+import configparser, contextlib, glob, hashlib, json, os, shutil, tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -15,8 +15,9 @@ import numpy as np
 import pandas as pd
 
 # %% auto #0
-__all__ = ['SETTINGS_KEYS', 'BACKENDS', 'BACKEND_KEYS', 'RecsysError', 'ConfigError', 'DataError', 'find_settings', 'Settings',
-           'load_settings', 'atomic_path', 'write_json', 'sha256_file', 'frame_fingerprint']
+__all__ = ['SETTINGS_KEYS', 'BACKENDS', 'BACKEND_KEYS', 'RecsysError', 'ConfigError', 'DataError', 'DestinationError',
+           'find_settings', 'Settings', 'load_settings', 'atomic_path', 'json_marker', 'write_json', 'sha256_file',
+           'frame_fingerprint']
 
 # %% ../nbs/00_core.ipynb #f75c98a2
 class RecsysError(Exception):
@@ -27,6 +28,10 @@ class ConfigError(RecsysError, ValueError):
 
 class DataError(RecsysError, ValueError):
     "Input data breaks the contract: a missing column, a null id, a bad weight or timestamp."
+
+class DestinationError(RecsysError, OSError):
+    "A write's destination cannot be used: a folder of other files that replacing would delete, or a file where a folder goes."
+
 
 # %% ../nbs/00_core.ipynb #9f73b327
 SETTINGS_KEYS = {
@@ -167,27 +172,74 @@ def load_settings(profile:str|None=None, # section of the file; default `$RECSYS
     return Settings(profile, path, values)
 
 # %% ../nbs/00_core.ipynb #df2bcfb8
+def _umask()->int:
+    "The process umask, read without changing it where /proc allows (setting it is process-wide)."
+    try:
+        for line in Path('/proc/self/status').read_text().splitlines():
+            if line.startswith('Umask:'): return int(line.split()[1], 8)
+    except OSError: pass
+    mask = os.umask(0o022); os.umask(mask)
+    return mask
+
+def _pid_alive(pid:int)->bool:
+    try: os.kill(pid, 0)
+    except ProcessLookupError: return False
+    except (PermissionError, OverflowError): return True
+    return True
+
+def _clean_stale(dest:Path):
+    "Remove temporaries of `dest` left by writers that were killed before their rename (their process is gone)."
+    for tmp in dest.parent.glob(f'.{glob.escape(dest.name)}.*.tmp'):
+        pid = tmp.name[len(dest.name) + 2:].split('.', 1)[0].split('-', 1)[0]
+        if pid.isdigit() and not _pid_alive(int(pid)): shutil.rmtree(tmp, ignore_errors=True)
+
+def _check_destination(dest:Path, is_dir:bool, previous):
+    "Refuse a destination whose replacement would delete someone else's files, or that is the wrong kind of entry."
+    if is_dir and dest.exists() and not dest.is_dir(): raise DestinationError(f"{dest} is a file; expected a folder (or a new name) to write into")
+    if not is_dir and dest.is_dir(): raise DestinationError(f"{dest} is a folder; expected a file name")
+    if is_dir and dest.is_dir() and any(dest.iterdir()) and not (previous and previous(dest)):
+        held = sorted(str(p.relative_to(dest)) for p in dest.rglob('*') if p.is_file())
+        raise DestinationError(f"refusing to replace {dest}: it holds {len(held)} file(s) that are not an earlier output of this kind "
+                               f"({', '.join(held[:5])}{', ...' if len(held) > 5 else ''}); write to a new or empty folder")
+
 @contextlib.contextmanager
 def atomic_path(dest:Path|str, # final file or folder
                 is_dir:bool=False, # hand out an empty folder instead of a file path
+                previous=None, # folder -> bool: whether an existing non-empty `dest` is an earlier output that may be replaced
                ):
     "Yield a temporary path beside `dest`; rename it onto `dest` only if the block succeeds."
     dest = Path(dest)
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f'.{dest.name}.', suffix='.tmp', dir=dest.parent))
+    try: dest.parent.mkdir(parents=True, exist_ok=True)
+    except (FileExistsError, NotADirectoryError): raise DestinationError(f"cannot write {dest}: a file stands where a parent folder should be") from None
+    _check_destination(dest, is_dir, previous)
+    _clean_stale(dest)
+    tmp = Path(tempfile.mkdtemp(prefix=f'.{dest.name}.{os.getpid()}-', suffix='.tmp', dir=dest.parent))
     target = tmp if is_dir else tmp/dest.name
     try:
         yield target
-        if is_dir and dest.is_dir():
-            old = dest.with_name(f'.{dest.name}.old')
-            if old.exists(): shutil.rmtree(old)
-            os.replace(dest, old)
-            os.replace(target, dest)
-            shutil.rmtree(old)
+        _check_destination(dest, is_dir, previous)  # again: the folder may have filled while the block ran
+        if is_dir:
+            os.chmod(tmp, 0o777 & ~_umask())
+            if dest.is_dir():
+                old = dest.with_name(f'.{dest.name}.old')
+                if old.exists(): shutil.rmtree(old)
+                os.replace(dest, old)
+                os.replace(target, dest)
+                shutil.rmtree(old)
+            else: os.replace(target, dest)
         else:
             os.replace(target, dest)
     finally:
         if tmp.exists(): shutil.rmtree(tmp, ignore_errors=True)
+
+def json_marker(name:str, # a file in the folder, e.g. 'manifest.json'
+                key:str, # a key that file holds when the folder is an earlier output of the writer
+               ):
+    "A `previous` check for `atomic_path`: the folder holds the JSON file `name` with `key` in it."
+    def is_previous(folder:Path)->bool:
+        try: return key in json.loads((Path(folder)/name).read_text())
+        except (OSError, ValueError, TypeError): return False
+    return is_previous
 
 # %% ../nbs/00_core.ipynb #39d33aab
 def write_json(path:Path|str, obj)->Path:

@@ -18,7 +18,7 @@ import pyarrow.parquet as pq
 from tqdm.auto import tqdm
 
 import recsys_lib
-from .core import DataError, atomic_path, sha256_file, write_json
+from .core import DataError, atomic_path, json_marker, sha256_file, write_json
 from .models import Recommender, topk
 
 # %% auto #0
@@ -80,7 +80,7 @@ def batch_recommend(model:Recommender, # a fitted or loaded model
     codes = model._user_codes(ids)  # -1: unknown or cold users, who get the popularity fallback
     known = np.flatnonzero(codes >= 0)
     start, files, rows = time.perf_counter(), [], 0
-    with atomic_path(dest, is_dir=True) as tmp:
+    with atomic_path(dest, is_dir=True, previous=json_marker('_manifest.json', 'files')) as tmp:
         def write(table):
             nonlocal rows
             f = tmp/f'part-{len(files):05d}.parquet'

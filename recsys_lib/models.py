@@ -16,7 +16,7 @@ import pandas as pd
 import scipy.sparse as sp
 
 import recsys_lib
-from .core import DataError, RecsysError, atomic_path, sha256_file, write_json
+from .core import DataError, RecsysError, atomic_path, json_marker, sha256_file, write_json
 from .data import IdMap, Interactions
 
 log = logging.getLogger(__name__)
@@ -237,7 +237,7 @@ def _save(self:Recommender, path:Path|str)->Path:
     arrays = {f'model.{k}': np.asarray(v) for k, v in self._state().items()}
     arrays.update({'base.seen_indptr': self.seen_.indptr, 'base.seen_indices': self.seen_.indices,
                    'base.item_popularity': self.item_popularity_})
-    with atomic_path(path, is_dir=True) as tmp:
+    with atomic_path(path, is_dir=True, previous=json_marker('manifest.json', 'format_version')) as tmp:
         write_json(tmp/'config.json', {'model': self.name, 'params': self.get_params()})
         self.user_map_.save(tmp/'user_map.json'); self.item_map_.save(tmp/'item_map.json')
         np.savez(tmp/'arrays.npz', **arrays)

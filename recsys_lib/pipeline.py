@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .core import DataError, RecsysError, atomic_path, load_settings, write_json
+from .core import DataError, RecsysError, atomic_path, json_marker, load_settings, write_json
 from .data import READ_OPTIONS, Interactions, read_ids, read_interactions
 from .split import Split, leave_last_out, random_split, temporal_split
 from .synthetic import SYNTHETIC_PRESETS, write_synthetic
@@ -144,7 +144,7 @@ def frozen_split(inter:Interactions, # the full data
         split = _split(inter, protocol, seed)
         cols = [c for c in ('user_id', 'item_id', 'timestamp', 'weight') if c in inter.df]
         df = pd.concat([p.df[cols].assign(part=name) for name, p in zip(_PARTS, split)])
-        with atomic_path(path, is_dir=True) as tmp:
+        with atomic_path(path, is_dir=True, previous=json_marker('split.json', 'protocol')) as tmp:
             df.to_parquet(tmp/'split.parquet', index=False)
             write_json(tmp/'split.json', {'protocol': protocol, 'seed': seed, 'fingerprint': inter.fingerprint(),
                                           'rows': {n: len(p) for n, p in zip(_PARTS, split)}})
@@ -451,5 +451,5 @@ def publish(src:Path|str, # a checked `batch_recommend` output folder
             dest:Path|str, # where consumers read it
            )->Path:
     "Copy a checked output to `dest`, replacing the previous one atomically."
-    with atomic_path(dest, is_dir=True) as tmp: shutil.copytree(src, tmp, dirs_exist_ok=True)
+    with atomic_path(dest, is_dir=True, previous=json_marker('_manifest.json', 'files')) as tmp: shutil.copytree(src, tmp, dirs_exist_ok=True)
     return Path(dest)

@@ -17,7 +17,7 @@ import pandas as pd
 import scipy.sparse as sp
 
 import recsys_lib
-from ..core import DataError, atomic_path, sha256_file, write_json
+from ..core import DataError, atomic_path, json_marker, sha256_file, write_json
 from ..data import IdMap
 from ..models import ARTIFACT_FORMAT, ArtifactError, NotFittedError, relative_popularity, verify_manifest
 from ..models import _id_kind_message  # the local models' wrong-kind message, word for word
@@ -343,7 +343,7 @@ def _save(self:SparkALS, path:Path|str)->Path:
     "Write the fitted model to the folder `path`, atomically."
     self._check_fitted('save')
     path = Path(path).absolute()
-    with atomic_path(path, is_dir=True) as tmp:
+    with atomic_path(path, is_dir=True, previous=json_marker('config.json', 'model')) as tmp:
         write_json(tmp/'config.json', {'model': self.name, 'params': self.get_params(), 'id_kinds': self.id_kinds_,
                                        'n_users': self.n_users_, 'n_items': self.n_items_})
         self.model_.write().save((tmp/'als').as_uri())

@@ -11,14 +11,14 @@ import json, logging, tempfile
 from pathlib import Path
 
 import pandas as pd
-from pyspark.sql import DataFrame, functions as F
+from pyspark.sql import DataFrame, functions as F, types as T
 
-from ..core import DataError, atomic_path, load_settings, write_json
+from ..core import DataError, atomic_path, json_marker, load_settings, write_json
 from ..evaluation import Evaluation, _segment_args, _segments
 from ..metrics import _as_ks
 from ..models import Recommender, model_class
 from ..monitor import PSI_EPS, DriftReport, drift_report_from_counts
-from ..pipeline import PROTOCOLS, _synthetic, read_options, synthetic_path
+from ..pipeline import PROTOCOLS, _synthetic, read_options, read_users, synthetic_path
 from .als import SparkALS, spark_fingerprint
 from .data import (SparkSplit, fit_id_maps_spark, leave_last_out_spark, read_interactions_spark,
                                    temporal_split_spark, to_interactions)
@@ -68,7 +68,7 @@ def frozen_split_spark(df:DataFrame, # validated interactions
         split = _split_spark(df, protocol)
         parts = [p.withColumn('part', F.lit(name)) for name, p in zip(_PARTS, split)]
         labelled = parts[0].unionByName(parts[1]).unionByName(parts[2])
-        with atomic_path(path, is_dir=True) as tmp:
+        with atomic_path(path, is_dir=True, previous=json_marker('split.json', 'protocol')) as tmp:
             labelled.write.parquet(str(tmp/'split.parquet'))
             rows = {r['part']: r['n'] for r in labelled.groupBy('part').agg(F.count(F.lit(1)).alias('n')).collect()}
             write_json(tmp/'split.json', {'protocol': protocol, 'engine': 'spark', 'fingerprint': fingerprint,
@@ -198,13 +198,24 @@ def drift_report_spark(train:DataFrame, # the data the production model learnt f
     return drift_report_from_counts(*counts, _scores_of(scores_ref), _scores_of(scores_new), thresholds, n_bins, eps)
 
 # %% ../../nbs/12e_spark_pipeline.ipynb #3dc78892
-def read_users_spark(path:str|Path, spark=None)->DataFrame:
-    "The distinct `user_id` values of a Parquet or CSV file or folder, as a one-column Spark DataFrame."
+def read_users_spark(path:str|Path, # a file or folder with a user_id column; a local file is read as `read_users` reads it
+                     model:Recommender|None=None, # the ids are read as the kind it was trained on
+                     spark=None)->DataFrame:
+    "The distinct `user_id` values of a file or folder, exactly as written, as a one-column Spark DataFrame."
     spark = spark or spark_session()
     p = str(path)
-    df = spark.read.option('header', True).option('inferSchema', True).csv(p) if p.endswith(('.csv', '.csv.gz')) else spark.read.parquet(p)
+    if '://' not in p or p.startswith('file:'):  # a user list fits the driver: the local reader's formats and id rule
+        return spark.createDataFrame(pd.DataFrame({'user_id': read_users(p.removeprefix('file://').removeprefix('file:'), model)}))
+    df = spark.read.option('header', True).csv(p) if '.csv' in p.lower() else spark.read.parquet(p)  # text stays text
     if 'user_id' not in df.columns: raise DataError(f"{path} has no 'user_id' column; columns: {df.columns}")
-    return df.select('user_id').dropna().distinct()
+    users = df.select('user_id').dropna().distinct()
+    if model is None or not pd.api.types.is_integer_dtype(model.user_map_.ids) or not isinstance(users.schema['user_id'].dataType, T.StringType):
+        return users
+    as_int = F.col('user_id').cast('long')
+    bad = [r.user_id for r in users.filter(as_int.isNull() | (as_int.cast('string') != F.col('user_id'))).limit(3).collect()]
+    if bad: raise DataError(f"{path}: column 'user_id' holds ids that are not plain integers (e.g. {', '.join(map(repr, bad))}), "
+                            "but the model's ids are integers; '007' is not user 7")
+    return users.select(as_int.alias('user_id'))
 
 def batch_recommend_spark(model:Recommender, # a fitted or loaded model
                           dest:Path|str, # output folder, replaced atomically

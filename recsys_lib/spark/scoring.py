@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 import recsys_lib
-from ..core import DataError, atomic_path, sha256_file, write_json
+from ..core import DataError, atomic_path, json_marker, sha256_file, write_json
 from ..data import IdMap
 from ..models import ArtifactError, Recommender, _id_kind, _id_kind_message, load_model, read_manifest
 from .session import spark_session
@@ -214,7 +214,7 @@ def spark_batch_recommend(model_path:Path|str, # a saved model artifact
     spark = spark or spark_session()
     df, plan, bc, partitions = _scored(spark, model_path, users, k, exclude_seen, items, batch_size, partitions, 'spark_batch_recommend')
     try:
-        with atomic_path(dest, is_dir=True) as tmp:
+        with atomic_path(dest, is_dir=True, previous=json_marker('_manifest.json', 'files')) as tmp:
             written = tmp/'_spark'
             df.write.option('maxRecordsPerFile', 0).parquet(written.resolve().as_uri())
             files = []
