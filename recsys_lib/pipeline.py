@@ -393,12 +393,15 @@ def promote_version(name:str, # registered model name
                    ):
     "Run the evaluation gate for `version`; make it champion only if it passes. Returns the `GateResult`."
     from recsys_lib import tracking
-    from recsys_lib.evaluation import compare, evaluate_model, gate_config, gate_decision
+    from recsys_lib.evaluation import GateResult, compare, evaluate_model, gate_config, gate_decision
     settings = load_settings(profile)
     if version is None: version = tracking.get_challenger(name, profile)
     if version is None: raise RecsysError(f"{name!r} has no version with the alias 'challenger'; pass the version to promote")
     champion_version = tracking.get_champion(name, profile)
-    if champion_version is None or champion_version == version:
+    if champion_version == version:  # nothing to decide: the report that crowned it stays as it is
+        return GateResult(True, [f"v{version} is already the champion of {name!r}: nothing to do, its gate report is kept"],
+                          pd.DataFrame(), **gate_config(settings))
+    if champion_version is None:
         result = gate_decision(None, has_champion=False, **gate_config(settings))
         result.data = [f"Training data: challenger v{version} {describe_data(version_lineage(name, version, profile, required=False))}."]
     else:
