@@ -532,9 +532,7 @@ def read_interactions(path:Path|str, # a file (Parquet, CSV/TSV, MovieLens, RecB
                       duplicates:str='raise', # see `validate_interactions`
                      )->Interactions:
     "Load, validate and filter the interactions of a file as it comes, keeping every id exactly as written."
-    options = dict(columns=columns, weight_column=weight_column, rating_threshold=rating_threshold,
-                   min_user_interactions=min_user_interactions, min_item_interactions=min_item_interactions,
-                   timestamp_unit=timestamp_unit, sep=sep, file_format=file_format, duplicates=duplicates)
+    options = {k: v for k, v in locals().items() if k in READ_OPTIONS}  # the arguments above, by READ_OPTIONS' names
     _check_options(options)
     path = Path(path).expanduser().absolute()
     try:

@@ -16,7 +16,7 @@ import pandas as pd
 
 from ..core import DataError
 from ..data import (_CANONICAL, _SEPARATORS, _TEXT_SUFFIXES, DUPLICATE_POLICIES, ID_COLS, TIMESTAMP_UNITS,
-                             IdMap, Interactions, _check_options, _head, _suffix, _supported, detect_format, sniff_separator)
+                             IdMap, Interactions, READ_OPTIONS, _check_options, _head, _suffix, _supported, detect_format, sniff_separator)
 from .session import SparkUnavailable, spark_session
 
 try:
@@ -369,9 +369,7 @@ def read_interactions_spark(path:Path|str, # file, folder of part files, glob, o
                             spark_options:dict|None=None, # more options for Spark's reader (e.g. mergeSchema)
                            )->DataFrame: # validated (and filtered) interactions
     "`read_interactions` on Spark: the same formats, options, id rule, rows and messages, as a Spark DataFrame."
-    options = dict(columns=columns, weight_column=weight_column, rating_threshold=rating_threshold,
-                   min_user_interactions=min_user_interactions, min_item_interactions=min_item_interactions,
-                   timestamp_unit=timestamp_unit, sep=sep, file_format=file_format, duplicates=duplicates)
+    options = {k: v for k, v in locals().items() if k in READ_OPTIONS}  # the arguments above, by READ_OPTIONS' names
     _check_options(options)
     spark = spark or spark_session()
     src = _input(spark, path)
