@@ -7,7 +7,7 @@ Docs: https://recsys-lib.github.io/recsys_lib/cli.html.md"""
 
 # %% ../nbs/10_cli.ipynb #d20551d4
 from __future__ import annotations
-import argparse, logging, signal, sys, threading
+import argparse, logging, signal, sys, threading, traceback
 from pathlib import Path
 
 import pandas as pd
@@ -102,11 +102,22 @@ def _promote(args):
     print(result.to_markdown())
     if not result.promote: raise SystemExit(1)
 
+# %% ../nbs/10_cli.ipynb #9b1a54c1
+def _doctor(args):
+    from recsys_lib.tracking import doctor
+    found = doctor(args.profile)
+    for row in found.itertuples(): print(f"{'ok' if row.ok else 'PROBLEM':8}{row.what:24} {row.detail}")
+    problems = int((~found.ok).sum())
+    print(f"{problems} problem(s)" if problems else "no problems found")
+    if problems: raise SystemExit(1)
+
+
 # %% ../nbs/10_cli.ipynb #fbc79087
 def build_parser()->argparse.ArgumentParser:
     "The `recsys` argument parser."
     p = argparse.ArgumentParser(prog='recsys', description="recsys_lib: notebook-first recommender systems")
     p.add_argument('--version', action='version', version=f"recsys_lib {recsys_lib.__version__}")
+    p.add_argument('--debug', action='store_true', help="on an error, print the full traceback (and recsys_lib's debug log)")
     sub = p.add_subparsers(dest='command', required=True)
     d = sub.add_parser('demo', help="run the pipelines end to end on synthetic data: train, evaluate, promote, score, monitor")
     d.add_argument('--preset', default='small', choices=list(SYNTHETIC_PRESETS), help="size of the synthetic dataset")
@@ -129,8 +140,13 @@ def build_parser()->argparse.ArgumentParser:
     pr.add_argument('--allow-data-mismatch', action='store_true',
                     help="compare even when the champion learnt from holdout events (they are left out) or from another dataset")
     pr.set_defaults(func=_promote)
+    dr = sub.add_parser('doctor', help="check the run store, registry and model artifacts against each other; exit 1 on a problem")
+    dr.add_argument('--profile', default=None, help="settings profile (default $RECSYS_PROFILE or local)")
+    dr.set_defaults(func=_doctor)
     add_sagemaker_subcommands(sub)
     add_schedule_subcommand(sub)
+    for command in sub.choices.values():   # `recsys run ... --debug` too; SUPPRESS keeps a `recsys --debug run` given first
+        command.add_argument('--debug', action='store_true', default=argparse.SUPPRESS, help="same as `recsys --debug`")
     return p
 
 def _sigterm_interrupts():
@@ -138,13 +154,23 @@ def _sigterm_interrupts():
     def handler(signum, frame): raise KeyboardInterrupt("SIGTERM")
     if threading.current_thread() is threading.main_thread(): signal.signal(signal.SIGTERM, handler)
 
+def _fail(args, line:str, code:int)->int:
+    "One line on stderr, after the traceback when --debug asked for it; `code` is the exit status."
+    if args.debug: traceback.print_exc()
+    print(f"recsys {args.command}: {line}", file=sys.stderr)
+    return code
+
 def main(argv:list|None=None)->int:
-    "Entry point of the `recsys` console script."
+    "Entry point of the `recsys` console script: exit 0; 2 refused before anything ran; 1 ran and failed; 130 interrupted."
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format='%(levelname)s %(name)s: %(message)s')
+    if args.debug: logging.getLogger('recsys_lib').setLevel(logging.DEBUG)
     _sigterm_interrupts()
     try: args.func(args)
-    except RecsysError as e:
-        print(f"recsys {args.command}: error: {e}", file=sys.stderr)
-        return 2
+    except RecsysError as e: return _fail(args, f"error: {e}", 2)
+    except KeyboardInterrupt as e: return _fail(args, "interrupted" + (f" ({e})" if str(e) else ""), 130)
+    except Exception as e:   # not one of ours: a bug or a library's error; still one line, the traceback on request
+        first = (str(e).strip().splitlines() or [''])[0]
+        return _fail(args, f"error: {type(e).__name__}" + (f": {first}" if first else "")
+                     + ("" if args.debug else " (rerun with --debug for the traceback)"), 1)
     return 0

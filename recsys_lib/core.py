@@ -7,7 +7,7 @@ Docs: https://recsys-lib.github.io/recsys_lib/core.html.md"""
 
 # %% ../nbs/00_core.ipynb #ddcb41f5
 from __future__ import annotations
-import configparser, contextlib, glob, hashlib, json, os, shutil, tempfile
+import configparser, contextlib, functools, glob, hashlib, json, os, shutil, tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -15,9 +15,9 @@ import numpy as np
 import pandas as pd
 
 # %% auto #0
-__all__ = ['SETTINGS_KEYS', 'BACKENDS', 'BACKEND_KEYS', 'RecsysError', 'ConfigError', 'DataError', 'DestinationError',
+__all__ = ['SETTINGS_KEYS', 'BACKENDS', 'BACKEND_KEYS', 'GiB', 'RecsysError', 'ConfigError', 'DataError', 'DestinationError',
            'find_settings', 'Settings', 'load_settings', 'atomic_path', 'json_marker', 'write_json', 'sha256_file',
-           'frame_fingerprint']
+           'frame_fingerprint', 'available_memory', 'MemoryBudgetError', 'memory_limit_gib', 'check_memory']
 
 # %% ../nbs/00_core.ipynb #f75c98a2
 class RecsysError(Exception):
@@ -53,6 +53,7 @@ SETTINGS_KEYS = {
     'spark_executor_memory': ('str', "Spark executor memory, e.g. 4g"),
     'spark_shuffle_partitions': ('int', "spark.sql.shuffle.partitions"),
     'spark_conf': ('list?', "extra Spark settings as key=value, comma-separated"),
+    'memory_limit_gib': ('float?', "Most GiB one big allocation of a model may take; empty: what is available"),
 }
 
 # %% ../nbs/00_core.ipynb #63ee60a4
@@ -75,7 +76,7 @@ BACKEND_KEYS = {
         'security_groups': ('list?', "VPC security groups (optional)"),
         'kms_key': ('str?', "KMS key for volumes and outputs (optional)"),
         'tags': ('list?', "key=value tags put on every job"),
-        'scheduler_role_arn': ('str?', "role EventBridge Scheduler assumes to start scheduled pipelines; empty: role_arn"),
+        'scheduler_role_arn': ('str?', "role EventBridge Scheduler assumes to start scheduled pipelines; required by recsys schedule (never role_arn)"),
     },
 }
 BACKEND_KEYS['sagemaker-local'] = BACKEND_KEYS['sagemaker']
@@ -195,6 +196,8 @@ def _clean_stale(dest:Path):
 
 def _check_destination(dest:Path, is_dir:bool, previous):
     "Refuse a destination whose replacement would delete someone else's files, or that is the wrong kind of entry."
+    if dest.is_symlink():  # replacing a link would write through it, or swap a published pointer for a real folder
+        raise DestinationError(f"{dest} is a symbolic link (to {os.readlink(dest)}); write to a new folder, and publish it with `publish_output`")
     if is_dir and dest.exists() and not dest.is_dir(): raise DestinationError(f"{dest} is a file; expected a folder (or a new name) to write into")
     if not is_dir and dest.is_dir(): raise DestinationError(f"{dest} is a folder; expected a file name")
     if is_dir and dest.is_dir() and any(dest.iterdir()) and not (previous and previous(dest)):
@@ -260,3 +263,110 @@ def frame_fingerprint(df:pd.DataFrame)->str:
     h = hashlib.sha256(json.dumps([[str(c), str(t)] for c, t in df.dtypes.items()]).encode())
     h.update(pd.util.hash_pandas_object(df, index=False).to_numpy().tobytes())
     return h.hexdigest()
+
+# %% ../nbs/00_core.ipynb #bb722a85
+GiB = 2**30
+
+def _meminfo_available()->int|None:
+    "The system's MemAvailable in bytes (or the free pages where /proc is missing); None when unknown."
+    try:
+        for line in Path('/proc/meminfo').read_text().splitlines():
+            if line.startswith('MemAvailable:'): return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError): pass
+    try: return os.sysconf('SC_AVPHYS_PAGES') * os.sysconf('SC_PAGE_SIZE')
+    except (ValueError, OSError, AttributeError): return None
+
+def _read_int(path:Path)->int|None:
+    try: return int(path.read_text().strip())
+    except (OSError, ValueError): return None  # 'max' (no limit), or not there
+
+def _stat_value(path:Path, key:str)->int:
+    try: return next((int(l.split()[1]) for l in path.read_text().splitlines() if l.split()[:1] == [key]), 0)
+    except (OSError, ValueError, IndexError): return 0
+
+def _cgroup_headroom(proc_cgroup:Path|str='/proc/self/cgroup', # this process's cgroup membership
+                     root:Path|str='/sys/fs/cgroup', # where the cgroup file systems are mounted
+                    )->int|None: # bytes; None when no level of the hierarchy sets a memory limit
+    "Smallest limit minus usage over this process's memory cgroup and its ancestors (v2 and v1); page cache that can be reclaimed counts as free."
+    try: lines = Path(proc_cgroup).read_text().splitlines()
+    except OSError: return None
+    root, room = Path(root), []
+    for line in lines:
+        _, controllers, path = (line.split(':', 2) + ['', ''])[:3]
+        if controllers == '': mounts = [(root, 'memory.max', 'memory.current', 'inactive_file'),
+                                        (root/'unified', 'memory.max', 'memory.current', 'inactive_file')]
+        elif 'memory' in controllers.split(','): mounts = [(root/'memory', 'memory.limit_in_bytes', 'memory.usage_in_bytes', 'total_inactive_file')]
+        else: continue
+        rel = Path(path.strip().lstrip('/'))
+        for mount, limit_file, usage_file, cache_key in mounts:
+            # without a cgroup namespace the path is relative to the hierarchy's root, with one the mount is the group itself
+            for d in dict.fromkeys([rel, *rel.parents]):
+                limit, usage = _read_int(mount/d/limit_file), _read_int(mount/d/usage_file)
+                if limit is None or usage is None or limit >= 1 << 60: continue  # v1 writes 'no limit' as a huge number
+                room.append(limit - max(usage - _stat_value(mount/d/'memory.stat', cache_key), 0))
+    return max(min(room), 0) if room else None
+
+def _address_space_headroom()->int|None:
+    "RLIMIT_AS minus the process's current virtual size; None without such a limit."
+    try:
+        import resource
+        soft, _ = resource.getrlimit(resource.RLIMIT_AS)
+        if soft == resource.RLIM_INFINITY: return None
+        size = next(int(l.split()[1]) * 1024 for l in Path('/proc/self/status').read_text().splitlines() if l.startswith('VmSize:'))
+    except (ImportError, OSError, ValueError, StopIteration): return None
+    return max(soft - size, 0)
+
+def _available_by_bound()->dict:
+    "Bytes this process can still allocate under each bound that is known, by what a message calls it."
+    bounds = {'': _meminfo_available(), " under the container's memory limit (cgroup)": _cgroup_headroom(),
+              ' under the address-space limit (ulimit -v)': _address_space_headroom()}
+    return {k: v for k, v in bounds.items() if v is not None}
+
+def available_memory()->int|None:
+    "Bytes this process can still allocate: the least of MemAvailable, its cgroup's headroom and its address-space headroom; None when unknown."
+    return min(_available_by_bound().values(), default=None)
+
+# %% ../nbs/00_core.ipynb #57100b30
+class MemoryBudgetError(RecsysError, MemoryError):
+    "A step would need more memory than is available (or than `memory_limit_gib` allows); raised before it allocates."
+
+@functools.lru_cache(maxsize=8)
+def _configured_limit(path:Path, mtime_ns:int, profile:str, env_value:str|None)->float|None:
+    return load_settings(profile, path).memory_limit_gib  # the file's stamp and the override are the cache key
+
+def memory_limit_gib(profile:str|None=None, # default `$RECSYS_PROFILE` or 'local'
+                    )->float|None: # None: no limit configured
+    "The `memory_limit_gib` setting: `$RECSYS_<PROFILE>_MEMORY_LIMIT_GIB`, else settings.ini; without a settings file, the variable alone."
+    profile = profile or os.environ.get('RECSYS_PROFILE', 'local')
+    env = _env_prefix(profile) + 'MEMORY_LIMIT_GIB'
+    try: path = find_settings()
+    except ConfigError:
+        if os.environ.get('RECSYS_SETTINGS'): raise  # pointed at a file that is not there: say so
+        path = None
+    if path is None:
+        try: value = _parse_value('float?', os.environ.get(env, ''), Path.cwd())
+        except ValueError as e: raise ConfigError(f"setting 'memory_limit_gib' from environment variable {env}: expected float?, got {os.environ[env]!r} ({e})") from None
+    else: value = _configured_limit(path, path.stat().st_mtime_ns, profile, os.environ.get(env))
+    if value is not None and not value > 0:
+        raise ConfigError(f"setting 'memory_limit_gib' is {value}; expected a positive number of GiB, or empty for no limit")
+    return value
+
+def _gib(n:float)->str: return f"{n / GiB:.2f}" if n >= 0.1 * GiB else f"{n / GiB:.2g}"
+
+def check_memory(needed:int, # bytes the step is estimated to need at its peak
+                 what:str, # the step, e.g. 'EASE on 30,000 items (an items x items float32 matrix)'
+                 alternatives:str, # what to do instead, e.g. 'use ItemKNN or ALS'
+                 limit_gib:float|None=None, # overrides the `memory_limit_gib` setting
+                 available:int|None=None, # bytes free where the allocation goes; default `available_memory()`
+                )->int|None: # the budget in bytes (None: unknown), for callers that size their blocks from it
+    "Raise `MemoryBudgetError` if `needed` bytes exceed the budget (available memory, `memory_limit_gib`); else return the budget."
+    limit_gib = memory_limit_gib() if limit_gib is None else limit_gib
+    bound = ''
+    if available is None and (bounds := _available_by_bound()): bound, available = min(bounds.items(), key=lambda kv: kv[1])
+    known = [v for v in (available, None if limit_gib is None else int(limit_gib * GiB)) if v is not None]
+    budget = min(known) if known else None
+    if budget is None or needed <= budget: return budget
+    have = f"{_gib(available)} GiB available{bound}" if available is not None else "available memory unknown"
+    limit = f", memory_limit_gib = {limit_gib:g}" if limit_gib is not None else ""
+    raise MemoryBudgetError(f"{what} needs about {_gib(needed)} GiB, more than the {_gib(budget)} GiB it may use "
+                            f"({have}{limit}); {alternatives}")

@@ -9,12 +9,22 @@ Docs: https://recsys-lib.github.io/recsys_lib/ease.html.md"""
 from __future__ import annotations
 import numpy as np
 import scipy.linalg
+import scipy.sparse as sp
 
-from .core import DataError
+from .core import DataError, check_memory
 from .models import Recommender
 
 # %% auto #0
-__all__ = ['EASE']
+__all__ = ['ease_peak_bytes', 'EASE']
+
+# %% ../nbs/04b_ease.ipynb #916c73c0
+def ease_peak_bytes(n_items:int, # catalogue size
+                    n_interactions:int=0, # nonzeros of the training matrix (its copy sorted by item)
+                    dtype:str='float32', # EASE's dtype
+                   )->int: # bytes
+    "Upper bound of the peak memory of `EASE.fit`: the matrix with 25% for block products, the interactions' copy, and BLAS buffers."
+    itemsize = np.dtype(dtype).itemsize
+    return int(1.25 * n_items**2 * itemsize + n_interactions * (itemsize + 4) + 32 * 2**20)
 
 # %% ../nbs/04b_ease.ipynb #108a6443
 class EASE(Recommender):
@@ -29,13 +39,20 @@ class EASE(Recommender):
     def _fit(self, train, valid):
         if self.l2 <= 0: raise DataError(f"l2={self.l2}; expected a positive regulariser")
         if self.dtype not in ('float32', 'float64'): raise DataError(f"dtype={self.dtype!r}; expected 'float32' or 'float64'")
-        X = self.seen_.astype(self.dtype)
-        gram = (X.T @ X).toarray()
+        n = self.seen_.shape[1]
+        check_memory(ease_peak_bytes(n, self.seen_.nnz, self.dtype), f"EASE on {n:,} items (an items x items {self.dtype} matrix)",
+                     "use ItemKNN or ALS, which need no dense items x items matrix, or shrink the catalogue with an item k-core: "
+                     "read_interactions(..., min_item_interactions=N) or k_core(inter, min_item=N)")
+        X = sp.csc_matrix(self.seen_, dtype=self.dtype)
+        gram = np.empty((n, n), self.dtype, order='F')  # Fortran order: LAPACK inverts it in place
+        step = -(-n // 32)  # column blocks keep the sparse intermediate products to ~1/10 of the matrix
+        for s in range(0, n, step): gram[:, s:s + step] = (X.T @ X[:, s:s + step]).toarray()
+        del X
         gram[np.diag_indices_from(gram)] += self.l2
         P = scipy.linalg.inv(gram, overwrite_a=True, check_finite=False)
-        B = P / -np.diag(P)
-        B[np.diag_indices_from(B)] = 0
-        self.weights_ = B.astype(self.dtype, copy=False)
+        P /= -np.diag(P)  # B = P / -diag(P), in place: no second matrix
+        P[np.diag_indices_from(P)] = 0
+        self.weights_ = P
 
     def _score_users(self, users): return np.asarray(self.seen_[users] @ self.weights_)
     def _state(self): return {'weights': self.weights_}

@@ -7,7 +7,7 @@ Docs: https://recsys-lib.github.io/recsys_lib/inference.html.md"""
 
 # %% ../nbs/05_inference.ipynb #b42fbabb
 from __future__ import annotations
-import json, time
+import contextlib, errno, hashlib, json, os, re, shutil, time
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -18,11 +18,11 @@ import pyarrow.parquet as pq
 from tqdm.auto import tqdm
 
 import recsys_lib
-from .core import DataError, atomic_path, json_marker, sha256_file, write_json
+from .core import DataError, DestinationError, atomic_path, json_marker, sha256_file, write_json
 from .models import Recommender, topk
 
 # %% auto #0
-__all__ = ['topk_torch', 'batch_recommend', 'read_recommendations']
+__all__ = ['topk_torch', 'batch_recommend', 'read_recommendations', 'publish_output']
 
 # %% ../nbs/05_inference.ipynb #6701f3cb
 def topk_torch(scores, # torch tensor (users, items); -inf marks items that must not be returned
@@ -107,16 +107,156 @@ def batch_recommend(model:Recommender, # a fitted or loaded model
     return manifest
 
 # %% ../nbs/05_inference.ipynb #0e115161
-def read_recommendations(path:Path|str)->pd.DataFrame:
-    "The table written by `batch_recommend`, after checking every part against the manifest; `fallback` is <NA> in older outputs."
-    path = Path(path)
-    if not (path/'_manifest.json').is_file(): raise DataError(f"{path} is not a batch_recommend output: _manifest.json is missing")
-    manifest = json.loads((path/'_manifest.json').read_text())
+def _manifest(folder:Path, # an output folder, already resolved
+              shown:Path, # the path the caller gave, for messages
+             )->dict:
+    "The folder's `_manifest.json`, checked: an object with integer `rows` and `files` naming plain files inside the folder."
+    path = folder/'_manifest.json'
+    try: manifest = json.loads(path.read_text())
+    except FileNotFoundError: raise DataError(f"{shown} is not a batch_recommend output: _manifest.json is missing") from None
+    except ValueError as e: raise DataError(f"{path} is not valid JSON ({e}); write the output again with batch_recommend") from None
+    if not isinstance(manifest, dict): raise DataError(f"{path} is a {type(manifest).__name__}; expected a JSON object with 'rows' and 'files'")
+    for key, kind, want in (('rows', int, 'an integer'), ('files', dict, 'an object mapping part files to SHA-256 digests')):
+        if key not in manifest: raise DataError(f"{path}: {key!r} is missing; expected {want}")
+        if not isinstance(manifest[key], kind) or isinstance(manifest[key], bool):
+            raise DataError(f"{path}: {key!r} is a {type(manifest[key]).__name__}; expected {want}")
     for f, digest in manifest['files'].items():
-        if not (path/f).is_file() or sha256_file(path/f) != digest:
-            raise DataError(f"{path/f} is missing or does not match its SHA-256 in the manifest")
-    parts = [pq.read_table(path/f) for f in manifest['files']]
+        if not isinstance(digest, str): raise DataError(f"{path}: entry {f!r} has {digest!r}; expected a SHA-256 hex string")
+        if (folder/f).is_symlink(): raise DataError(f"{path}: entry {f!r} is a symbolic link; a part must be a plain file in the folder")
+        if not (folder/f).resolve().is_relative_to(folder): raise DataError(f"{path}: entry {f!r} is outside {folder}; refusing to read it")
+    return manifest
+
+def _read_folder(folder:Path, shown:Path)->pd.DataFrame:
+    "Read one output folder, checking each part's bytes against the manifest before parsing them."
+    manifest, parts = _manifest(folder, shown), []
+    for f, digest in manifest['files'].items():
+        try: data = (folder/f).read_bytes()
+        except OSError: data = None
+        if data is None or hashlib.sha256(data).hexdigest() != digest:
+            raise DataError(f"{folder/f} is missing or does not match its SHA-256 in the manifest")
+        parts.append(pq.read_table(pa.BufferReader(data)))
     df = pa.concat_tables(parts).to_pandas() if parts else pd.DataFrame(columns=['user_id', 'item_id', 'score', 'rank', 'fallback'])
-    if len(df) != manifest['rows']: raise DataError(f"{path} holds {len(df)} rows but its manifest records {manifest['rows']}")
+    if len(df) != manifest['rows']: raise DataError(f"{shown} holds {len(df)} rows but its manifest records {manifest['rows']}")
     if 'fallback' not in df: df['fallback'] = pd.array([pd.NA] * len(df), dtype='boolean')
     return df
+
+@contextlib.contextmanager
+def _shared_lock(folder:Path):
+    "Hold a shared `flock` on `folder` while it is read: publishing deletes no version that a reader holds."
+    import fcntl
+    try: fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+    except OSError: fd = None  # gone or unreadable: the read itself says so
+    try:
+        if fd is not None:
+            with contextlib.suppress(OSError): fcntl.flock(fd, fcntl.LOCK_SH)  # a file system without locks: `keep` still protects
+        yield
+    finally:
+        if fd is not None: os.close(fd)
+
+def read_recommendations(path:Path|str, # a `batch_recommend` output, or a folder published with `publish_output`
+                         retries:int=2, # times to start over when a publish deleted the version before the read held it
+                        )->pd.DataFrame:
+    "The table written by `batch_recommend`, after checking every part against the manifest; `fallback` is <NA> in older outputs."
+    path = Path(path)
+    for attempt in range(retries + 1):
+        folder = path.resolve()  # one published version: a publish that switches `path` now does not reach this read
+        try:
+            with _shared_lock(folder): return _read_folder(folder, path)
+        except DataError:
+            if attempt == retries or path.resolve() == folder: raise  # damage, not a version deleted under the read
+
+# %% ../nbs/05_inference.ipynb #5edb8f99
+_GENERATION = re.compile(r'[0-9]+')   # a version folder's name: its generation number
+
+def _versions(dest:Path)->Path: return dest.with_name(f'.{dest.name}.versions')
+
+def _link_tmp(dest:Path)->Path: return dest.with_name(f'.{dest.name}.link.tmp')
+
+def _is_output(folder:Path)->bool: return json_marker('_manifest.json', 'files')(folder)
+
+def _is_our_link(dest:Path)->bool:
+    "Whether `dest` is the link `publish_output` makes: relative, to a generation in its versions folder."
+    parts = Path(os.readlink(dest)).parts
+    return len(parts) == 2 and parts[0] == _versions(dest).name and bool(_GENERATION.fullmatch(parts[1]))
+
+def _check_publish_destination(dest:Path):
+    "Refuse a `dest` that publishing would take from someone else."
+    if dest.is_symlink():
+        if _is_our_link(dest): return
+        raise DestinationError(f"{dest} is a symbolic link to {os.readlink(dest)} that publishing did not make; remove it or publish elsewhere")
+    if dest.exists() and not dest.is_dir(): raise DestinationError(f"{dest} is a file; expected a folder (or a new name) to publish to")
+    if dest.is_dir() and any(dest.iterdir()) and not _is_output(dest):
+        held = sorted(str(p.relative_to(dest)) for p in dest.rglob('*') if p.is_file())
+        raise DestinationError(f"refusing to replace {dest}: it holds {len(held)} file(s) that are not an earlier output of this kind "
+                               f"({', '.join(held[:5])}{', ...' if len(held) > 5 else ''}); write to a new or empty folder")
+
+@contextlib.contextmanager
+def _publish_lock(versions:Path):
+    "Hold the exclusive lock of a published folder; the kernel drops it when the holder exits, even when killed."
+    import fcntl
+    with open(versions/'.lock', 'a') as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        yield
+
+def _exchange(a:Path, b:Path)->bool:
+    "Swap two names in one step (Linux `renameat2` with RENAME_EXCHANGE); False where the system or file system cannot."
+    import ctypes
+    try: renameat2 = ctypes.CDLL(None, use_errno=True).renameat2
+    except (OSError, AttributeError): return False
+    AT_FDCWD, RENAME_EXCHANGE = -100, 2
+    if renameat2(AT_FDCWD, os.fsencode(a), AT_FDCWD, os.fsencode(b), RENAME_EXCHANGE) == 0: return True
+    err = ctypes.get_errno()
+    if err in (errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP): return False
+    raise OSError(err, os.strerror(err), str(a), None, str(b))
+
+def _remove(path:Path):
+    "Delete a file, link or folder tree of ours, whichever it is."
+    if path.is_dir() and not path.is_symlink(): shutil.rmtree(path)
+    elif path.is_symlink() or path.exists(): path.unlink()
+
+def _delete_unread(version:Path):
+    "Delete an old version of ours, unless a reader holds it: then a later publish deletes it."
+    import fcntl
+    fd = os.open(version, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        try: fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError: return
+        except OSError: pass  # a file system without locks: only `keep` protects readers
+        shutil.rmtree(version)
+    finally: os.close(fd)
+
+def _point(dest:Path, version:Path):
+    "Make `dest` a link to `version` in one step that readers cannot observe half-done."
+    link = _link_tmp(dest)
+    os.symlink(f'{version.parent.name}/{version.name}', link)
+    if dest.is_symlink() or not dest.exists(): return os.replace(link, dest)
+    if _exchange(link, dest): old = link   # an earlier release's real folder, swapped out: `link` now names it
+    else:
+        old = version.parent/'.legacy.tmp'
+        os.rename(dest, old); os.replace(link, dest)   # readers find no `dest` between these two calls
+    shutil.rmtree(old)
+
+# %% ../nbs/05_inference.ipynb #c17b474e
+def publish_output(src:Path|str, # a checked `batch_recommend` (or `spark_batch_recommend`) output folder
+                   dest:Path|str, # where consumers read it: becomes a symbolic link to the newest version
+                   keep:int=3, # versions kept, the newest included, for readers that take no lock
+                  )->Path: # `dest`
+    "Publish a copy of `src` as the new version of `dest`: readers see the previous version or this one, whole; publishers take turns."
+    src, dest = Path(src), Path(dest)
+    if not _is_output(src): raise DataError(f"{src} is not a batch_recommend output: it has no _manifest.json listing its files")
+    if keep < 1: raise DataError(f"keep={keep}; expected at least 1 (the version being published)")
+    try: dest.parent.mkdir(parents=True, exist_ok=True)
+    except (FileExistsError, NotADirectoryError): raise DestinationError(f"cannot publish to {dest}: a file stands where a parent folder should be") from None
+    _check_publish_destination(dest)
+    versions = _versions(dest)
+    versions.mkdir(exist_ok=True)
+    with _publish_lock(versions):
+        _check_publish_destination(dest)  # again: another publisher may have changed it while we waited
+        for debris in [*versions.glob('.*.tmp'), _link_tmp(dest)]: _remove(debris)  # only a lock holder makes these: a killed one's
+        generations = sorted(int(p.name) for p in versions.iterdir() if _GENERATION.fullmatch(p.name))
+        n = (generations[-1] if generations else 0) + 1
+        tmp = versions/f'.{n:06d}.tmp'
+        shutil.copytree(src, tmp)
+        _point(dest, tmp.rename(versions/f'{n:06d}'))
+        for old in generations[:max(len(generations) + 1 - keep, 0)]: _delete_unread(versions/f'{old:06d}')
+    return dest

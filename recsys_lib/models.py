@@ -7,7 +7,7 @@ Docs: https://recsys-lib.github.io/recsys_lib/models.html.md"""
 
 # %% ../nbs/04_models.ipynb #170698b8
 from __future__ import annotations
-import importlib, inspect, json, logging, warnings, zipfile
+import importlib, inspect, json, logging, os, re, warnings, zipfile
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -23,7 +23,7 @@ log = logging.getLogger(__name__)
 
 # %% auto #0
 __all__ = ['log', 'ARTIFACT_FORMAT', 'MODELS', 'topk', 'NotFittedError', 'Recommender', 'relative_popularity', 'ArtifactError',
-           'model_class', 'verify_manifest', 'read_manifest', 'load_model', 'Popularity']
+           'model_class', 'verify_manifest', 'read_manifest', 'read_config', 'load_model', 'Popularity']
 
 # %% ../nbs/04_models.ipynb #6a6942b9
 def topk(scores:np.ndarray, # (users, items) block; -inf marks items that must not be returned
@@ -252,17 +252,47 @@ def _save(self:Recommender, path:Path|str)->Path:
 Recommender.save = _save
 
 # %% ../nbs/04_models.ipynb #922728cc
+_REDO = "save the model again rather than editing its files"
+_SHA256 = re.compile('[0-9a-f]{64}')
+
+def _json_object(f:Path)->dict:
+    "The JSON object in the artifact file `f`; anything else is an `ArtifactError` naming it."
+    try: obj = json.loads(f.read_text())
+    except (ValueError, OSError) as e: raise ArtifactError(f"{f} is not valid JSON ({e})") from None
+    if not isinstance(obj, dict): raise ArtifactError(f"{f} holds a {type(obj).__name__}; expected a JSON object: {_REDO}")
+    return obj
+
+def _field(obj:dict, key:str, kind:type, f:Path, expected:str):
+    "`obj[key]` from the artifact file `f` when it is a `kind`; otherwise an `ArtifactError` naming the file and the key."
+    if key not in obj: raise ArtifactError(f"{f}: {key!r} is missing; expected {expected}: {_REDO}")
+    if not isinstance(obj[key], kind): raise ArtifactError(f"{f}: {key!r} is a {type(obj[key]).__name__}; expected {expected}: {_REDO}")
+    return obj[key]
+
+def _refuse_links(path:Path):
+    "An `ArtifactError` naming the first symbolic link under the folder `path` (which itself may be one)."
+    for folder, dirs, files in os.walk(path):  # a link to a folder is listed in `dirs` and never entered
+        for name in dirs + files:
+            if (p := Path(folder)/name).is_symlink():
+                raise ArtifactError(f"{p} is a symbolic link (to {os.readlink(p)}); an artifact holds only its own files: {_REDO}")
+
 def verify_manifest(path:Path|str)->dict:
     "The manifest of the artifact folder `path`, with every listed file inside it, present and matching its SHA-256."
     path = Path(path)
     if not (path/'manifest.json').is_file(): raise ArtifactError(f"{path} is not a model artifact: manifest.json is missing")
-    try: manifest = json.loads((path/'manifest.json').read_text())
-    except ValueError as e: raise ArtifactError(f"{path/'manifest.json'} is not valid JSON ({e})") from None
-    if manifest.get('format_version') != ARTIFACT_FORMAT:
-        raise ArtifactError(f"{path} has artifact format {manifest.get('format_version')!r}; this recsys_lib reads format {ARTIFACT_FORMAT}")
-    for name, digest in manifest.get('files', {}).items():
+    _refuse_links(path)
+    manifest = _json_object(path/'manifest.json')
+    version = manifest.get('format_version')
+    if type(version) is not int or version != ARTIFACT_FORMAT:  # `type`, not ==: JSON true equals 1 in Python
+        raise ArtifactError(f"{path} has artifact format {version!r}; this recsys_lib reads format {ARTIFACT_FORMAT}")
+    files = _field(manifest, 'files', dict, path/'manifest.json', "an object mapping file names to SHA-256 digests")
+    _field(manifest, 'train_fingerprint', str, path/'manifest.json', "the fingerprint of the training data")
+    root = path.resolve()
+    for name, digest in files.items():
+        if not isinstance(digest, str) or not _SHA256.fullmatch(digest):
+            raise ArtifactError(f"{path}/manifest.json: the SHA-256 of {name!r} is {digest!r}; expected 64 hex digits: {_REDO}")
         f = path/name
-        if Path(name).is_absolute() or '..' in Path(name).parts: raise ArtifactError(f"{path}/manifest.json lists {name!r}, outside the artifact")
+        if Path(name).is_absolute() or '..' in Path(name).parts or not f.resolve().is_relative_to(root):
+            raise ArtifactError(f"{path}/manifest.json lists {name!r}, outside the artifact")
         if not f.is_file(): raise ArtifactError(f"{f} is listed in the manifest but missing")
         if sha256_file(f) != digest: raise ArtifactError(f"{f} does not match its SHA-256 in the manifest: the file is corrupted or was modified")
     return manifest
@@ -270,32 +300,87 @@ def verify_manifest(path:Path|str)->dict:
 def read_manifest(path:Path|str)->dict:
     "The verified manifest of a model artifact folder (`verify_manifest`) that lists a model's files."
     manifest = verify_manifest(path)
-    if not {'config.json', 'arrays.npz', 'user_map.json', 'item_map.json'} <= set(manifest.get('files', {})):
+    if not {'config.json', 'arrays.npz', 'user_map.json', 'item_map.json'} <= set(manifest['files']):
         raise ArtifactError(f"{path}/manifest.json does not list the files of a model artifact")
+    for key in ('user_id_kind', 'item_id_kind'):  # absent from manifests written before the kinds were recorded
+        if manifest.get(key, 'int') not in ('int', 'str'):
+            raise ArtifactError(f"{path}/manifest.json: {key!r} is {manifest[key]!r}; expected 'int' or 'str': {_REDO}")
     return manifest
 
 # %% ../nbs/04_models.ipynb #8fc8cb6b
+def _check_params(cls:type, params:dict, f:Path):
+    "An `ArtifactError` naming the artifact file `f` when `params` holds a name that `cls`'s constructor does not take."
+    accepted = [n for n in inspect.signature(cls.__init__).parameters if n != 'self']
+    if unknown := [k for k in params if k not in accepted]:
+        raise ArtifactError(f"{f}: unknown parameter {unknown[0]!r} for {cls.__name__}; it accepts {', '.join(accepted) or 'none'}: {_REDO}")
+
+def _new_model(cls:type, params:dict, f:Path):
+    "`cls(**params)`, the parameters read from the artifact file `f`; a value the class rejects is an `ArtifactError` naming it."
+    try: return cls(**params)
+    except (RecsysError, TypeError, ValueError) as e: raise ArtifactError(f"{f}: {cls.__name__}(**params) fails: {_one_line(e)}") from None
+
+def _one_line(e:Exception, limit:int=300)->str:
+    "The exception `e` as one line of at most `limit` characters (torch's messages span lines)."
+    text = ' '.join(f"{type(e).__name__}: {e}".split())
+    return text if len(text) <= limit else text[:limit] + '...'
+
+def read_config(path:Path|str)->dict:
+    "The config.json of the model artifact folder `path`: a `model` registered in `MODELS` and `params` its constructor takes."
+    f = Path(path)/'config.json'
+    config = _json_object(f)
+    name = _field(config, 'model', str, f, f"the name of a model ({', '.join(MODELS)})")
+    if name not in MODELS: raise ArtifactError(f"{f} names the unknown model {name!r}; known: {', '.join(MODELS)}: {_REDO}")
+    _check_params(model_class(name), _field(config, 'params', dict, f, "an object of the model's parameters"), f)
+    return config
+
+def _read_idmap(f:Path)->IdMap:
+    "`IdMap.load` of the artifact file `f`; a damaged map is an `ArtifactError` naming it."
+    try: return IdMap.load(f)
+    except DataError as e: raise ArtifactError(str(e) if str(f) in str(e) else f"{f}: {e}") from None
+
+def _read_arrays(f:Path)->dict:
+    "Every array in the artifact file `f` (an .npz, read without pickle), by key."
+    try:
+        with np.load(f, allow_pickle=False) as z:
+            if not isinstance(z, np.lib.npyio.NpzFile): raise ValueError("a single array, not an .npz archive")
+            return {k: z[k] for k in z.files}
+    except (zipfile.BadZipFile, ValueError, OSError) as e: raise ArtifactError(f"{f} cannot be read ({e})") from None
+
 def load_model(path:Path|str)->Recommender:
     "Load any registered model from the artifact folder `path`, verifying checksums first."
     path = Path(path)
     manifest = read_manifest(path)
-    config = json.loads((path/'config.json').read_text())
+    config = read_config(path)
     cls = model_class(config['model'])
-    model = cls(**config['params'])
-    model.user_map_, model.item_map_ = IdMap.load(path/'user_map.json'), IdMap.load(path/'item_map.json')
+    model = _new_model(cls, config['params'], path/'config.json')
+    model.user_map_, model.item_map_ = _read_idmap(path/'user_map.json'), _read_idmap(path/'item_map.json')
     for role, idmap in (('user', model.user_map_), ('item', model.item_map_)):
         kind = _id_kind(idmap.ids)
-        if manifest.get(f'{role}_id_kind', kind) != kind:  # absent from manifests written before the kinds were recorded
+        if manifest.get(f'{role}_id_kind', kind) != kind:
             raise ArtifactError(f"{path}/manifest.json records {role} ids of kind {manifest[f'{role}_id_kind']!r} "
                                 f"but {role}_map.json holds {kind} ids")
-    try:
-        with np.load(path/'arrays.npz', allow_pickle=False) as z: arrays = {k: z[k] for k in z.files}
-    except (zipfile.BadZipFile, ValueError, OSError) as e: raise ArtifactError(f"{path/'arrays.npz'} cannot be read ({e})") from None
+        if len(idmap) == 0: raise ArtifactError(f"{path}/{role}_map.json holds no ids: {_REDO}")
+    f = path/'arrays.npz'
+    arrays = _read_arrays(f)
     n_users, n_items = len(model.user_map_), len(model.item_map_)
-    model.seen_ = sp.csr_matrix((np.ones(len(arrays['base.seen_indices']), 'float32'), arrays['base.seen_indices'],
-                                 arrays['base.seen_indptr']), shape=(n_users, n_items))
-    model.item_popularity_, model.train_fingerprint_ = arrays['base.item_popularity'], manifest['train_fingerprint']
-    model._set_state({k[len('model.'):]: v for k, v in arrays.items() if k.startswith('model.')})
+    try:
+        model.seen_ = sp.csr_matrix((np.ones(len(arrays['base.seen_indices']), 'float32'), arrays['base.seen_indices'],
+                                     arrays['base.seen_indptr']), shape=(n_users, n_items))
+        model.seen_.check_format(full_check=True)  # item codes inside the item map
+        model.item_popularity_ = arrays['base.item_popularity']
+        if model.item_popularity_.shape != (n_items,):
+            raise ValueError(f"'base.item_popularity' has shape {model.item_popularity_.shape}; the item map holds {n_items} items")
+    except KeyError as e: raise ArtifactError(f"{f} has no array {e.args[0]!r}: {_REDO}") from None
+    except (TypeError, ValueError) as e: raise ArtifactError(f"{f} does not hold valid training interactions: {_one_line(e)}") from None
+    model.train_fingerprint_ = manifest['train_fingerprint']
+    try:
+        model._set_state({k[len('model.'):]: v for k, v in arrays.items() if k.startswith('model.')})
+        # one user scored over the whole catalogue: arrays of the wrong size fail here, not at the first request
+        n_scored = np.shape(model._score_users(np.arange(1)))
+        if n_scored != (1, n_items): raise ValueError(f"it scores {n_scored[-1]} items; the item map holds {n_items}")
+    except KeyError as e: raise ArtifactError(f"{f} has no array {'model.' + str(e.args[0])!r}, which {cls.__name__} needs: {_REDO}") from None
+    except (AttributeError, IndexError, RuntimeError, TypeError, ValueError) as e:
+        raise ArtifactError(f"{f} does not hold a valid {cls.__name__} state: {_one_line(e)}") from None
     return model
 
 def _load(cls, path:Path|str)->Recommender:

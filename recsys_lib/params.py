@@ -15,8 +15,9 @@ from pathlib import Path
 from .core import RecsysError
 
 # %% auto #0
-__all__ = ['SECRET_ENV_PREFIX', 'KINDS', 'ParamError', 'Secret', 'secret_env_var', 'read_secret', 'Param', 'notebook_params',
-           'new_notebook', 'check_params', 'redact', 'read_params_file']
+__all__ = ['SECRET_ENV_PREFIX', 'KINDS', 'MLFLOW_PARAM_VALUE_MAX', 'MLFLOW_PARAM_KEY_MAX', 'ParamError', 'Secret',
+           'secret_env_var', 'read_secret', 'Param', 'notebook_params', 'new_notebook', 'check_params', 'redact',
+           'read_params_file']
 
 # %% ../nbs/06_params.ipynb #622192ca
 class ParamError(RecsysError, ValueError):
@@ -220,6 +221,19 @@ def _coerce(kind:str, optional:bool, value):
     return value
 
 # %% ../nbs/06_params.ipynb #d26b4285
+MLFLOW_PARAM_VALUE_MAX = 6000  # mlflow.utils.validation.MAX_PARAM_VAL_LENGTH (mirrored: `import recsys_lib` stays light)
+MLFLOW_PARAM_KEY_MAX = 250     # mlflow.utils.validation.MAX_ENTITY_KEY_LENGTH
+
+def _unstorable(name:str, value)->str|None:
+    "Why MLflow could not store this parameter of a run, or None: checked before the run, not when it is logged after it."
+    if len(name) > MLFLOW_PARAM_KEY_MAX:
+        return f"parameter name {name[:40]!r}... is {len(name)} characters long; MLflow keeps names of at most {MLFLOW_PARAM_KEY_MAX}"
+    text = value if isinstance(value, str) else json.dumps(value, sort_keys=True, default=str)   # as the run is logged
+    if len(text) > MLFLOW_PARAM_VALUE_MAX:
+        return (f"parameter {name!r} is {len(text)} characters long; MLflow keeps at most {MLFLOW_PARAM_VALUE_MAX} per value "
+                "(pass large values as a file: a *_path parameter)")
+    return None
+
 def check_params(notebook:Path|str, # the pipeline notebook
                  values:dict, # name -> value, as Python objects or as text
                  params:dict|None=None, # its contract; default read with `notebook_params`
@@ -245,6 +259,8 @@ def check_params(notebook:Path|str, # the pipeline notebook
         elif p.required:
             problems.append(f"required parameter {name!r} ({p.type}) is missing"
                             + (f" (pass it or set {secret_env_var(name)})" if p.secret else ""))
+        # a run's parameters are logged to MLflow after it ends (a secret as '***'): refuse now what MLflow would refuse then
+        if why := _unstorable(name, None if p.secret or name not in out else out[name]): problems.append(why)
     if problems:
         declared = ', '.join(f"{n} ({p.type}{', required' if p.required else ''})" for n, p in params.items()) or 'none'
         raise ParamError(f"notebook {Path(notebook).name}: {'; '.join(problems)}. Declared parameters: {declared}")

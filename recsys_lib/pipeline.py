@@ -8,7 +8,7 @@ Docs: https://recsys-lib.github.io/recsys_lib/pipeline.html.md"""
 
 # %% ../nbs/09b_pipeline.ipynb #6af24a2b
 from __future__ import annotations
-import json, logging, shutil
+import json, logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -395,25 +395,33 @@ def promote_version(name:str, # registered model name
     from recsys_lib import tracking
     from recsys_lib.evaluation import GateResult, compare, evaluate_model, gate_config, gate_decision
     settings = load_settings(profile)
-    if version is None: version = tracking.get_challenger(name, profile)
-    if version is None: raise RecsysError(f"{name!r} has no version with the alias 'challenger'; pass the version to promote")
-    champion_version = tracking.get_champion(name, profile)
-    if champion_version == version:  # nothing to decide: the report that crowned it stays as it is
-        return GateResult(True, [f"v{version} is already the champion of {name!r}: nothing to do, its gate report is kept"],
-                          pd.DataFrame(), **gate_config(settings))
-    if champion_version is None:
-        result = gate_decision(None, has_champion=False, **gate_config(settings))
-        result.data = [f"Training data: challenger v{version} {describe_data(version_lineage(name, version, profile, required=False))}."]
-    else:
-        ev = evaluation_data(name, {'champion': champion_version, 'challenger': version}, holdout_of=version,
-                             allow_data_mismatch=allow_data_mismatch, profile=profile)
-        models = [tracking.load_registered_model(name, version=v, profile=profile) for v in (champion_version, version)]
-        evals = [evaluate_model(m, ev.holdout, k=k, train=ev.split.train, exclude=ev.split.valid.df) for m in models]
-        result = gate_decision(compare(*evals, n_boot=n_boot, seed=seed, names=(f'v{champion_version}', f'v{version}')), **gate_config(settings))
-        result.data = ev.lines()
-    tracking.set_version_report(name, version, result.to_markdown(), profile=profile)
-    if result.promote: tracking.promote(name, version, profile=profile)
+    # one promotion at a time: reading the champion, the comparison and the alias move form one step, so two promotions
+    # started together end as if run one after the other (a server has no lock: `promote` re-checks the champion)
+    with tracking.promotion_lock(profile):
+        if version is None: version = tracking.get_challenger(name, profile)
+        if version is None: raise RecsysError(f"{name!r} has no version with the alias 'challenger'; pass the version to promote")
+        champion_version = tracking.get_champion(name, profile)
+        if champion_version == version:  # nothing to decide: the report that crowned it stays as it is
+            return GateResult(True, [f"v{version} is already the champion of {name!r}: nothing to do, its gate report is kept"],
+                              pd.DataFrame(), **gate_config(settings))
+        if champion_version is None:
+            result = gate_decision(None, has_champion=False, **gate_config(settings))
+            result.data = [f"Training data: challenger v{version} {describe_data(version_lineage(name, version, profile, required=False))}."]
+        else:
+            ev = evaluation_data(name, {'champion': champion_version, 'challenger': version}, holdout_of=version,
+                                 allow_data_mismatch=allow_data_mismatch, profile=profile)
+            models = [tracking.load_registered_model(name, version=v, profile=profile) for v in (champion_version, version)]
+            evals = [evaluate_model(m, ev.holdout, k=k, train=ev.split.train, exclude=ev.split.valid.df) for m in models]
+            result = gate_decision(compare(*evals, n_boot=n_boot, seed=seed, names=(f'v{champion_version}', f'v{version}')), **gate_config(settings))
+            result.data = ev.lines()
+        tracking.set_version_report(name, version, result.to_markdown(), profile=profile)
+        if result.promote:
+            try: tracking.promote(name, version, profile=profile, compared_with=champion_version)
+            except tracking.ChampionMovedError as e:   # the stored report must not claim a promotion that did not happen
+                tracking.set_version_report(name, version, f"{result.to_markdown()}\n\nNot promoted: {e}", profile=profile)
+                raise
     return result
+
 
 # %% ../nbs/09b_pipeline.ipynb #eb2f6e72
 def check_batch_output(reco:pd.DataFrame, # the output of `batch_recommend` (read back with `read_recommendations`)
@@ -453,6 +461,6 @@ def published_dir(registered_model:str, profile:str|None=None)->Path:
 def publish(src:Path|str, # a checked `batch_recommend` output folder
             dest:Path|str, # where consumers read it
            )->Path:
-    "Copy a checked output to `dest`, replacing the previous one atomically."
-    with atomic_path(dest, is_dir=True, previous=json_marker('_manifest.json', 'files')) as tmp: shutil.copytree(src, tmp, dirs_exist_ok=True)
-    return Path(dest)
+    "Publish a checked output at `dest` as a new version (`publish_output`): readers see one whole version; publishers take turns."
+    from recsys_lib.inference import publish_output  # here, so that importing the pipeline module does not load inference
+    return publish_output(src, dest)

@@ -8,7 +8,7 @@ Docs: https://recsys-lib.github.io/recsys_lib/runner.html.md"""
 
 # %% ../nbs/07_runner.ipynb #5dde479c
 from __future__ import annotations
-import argparse, hashlib, importlib.metadata, json, logging, os, platform, shutil, signal, socket, subprocess, sys, time
+import argparse, hashlib, importlib.metadata, json, logging, os, platform, shutil, signal, socket, subprocess, sys, time, traceback
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -22,10 +22,11 @@ from .params import (ParamError, check_params, notebook_params, read_params_file
 log = logging.getLogger(__name__)
 
 # %% auto #0
-__all__ = ['log', 'RUN_DIR_ENV', 'SOURCE_NB', 'KEY_PACKAGES', 'PATH_PARAM_SUFFIXES', 'current_run_dir', 'log_metrics',
-           'log_record', 'log_data_fingerprint', 'params_hash', 'package_versions', 'git_state', 'RunResult',
-           'RunInterrupted', 'resolve_path_params', 'run_notebook', 'list_runs', 'load_run', 'rerun', 'cli_inspect',
-           'cli_run', 'cli_rerun', 'cli_runs', 'cli_show', 'add_subcommands']
+__all__ = ['log', 'RUN_DIR_ENV', 'SOURCE_NB', 'KEY_PACKAGES', 'OUTPUT_WAIT_S', 'PATH_PARAM_SUFFIXES', 'current_run_dir',
+           'log_metrics', 'log_record', 'log_data_fingerprint', 'params_hash', 'package_versions', 'git_state',
+           'RunResult', 'RunInterrupted', 'resolve_path_params', 'run_notebook', 'list_runs', 'load_run', 'rerun',
+           'cli_inspect', 'cli_run', 'cli_rerun', 'cli_runs', 'cli_show', 'add_subcommands', 'track_run',
+           'record_tracking_error', 'untracked_line']
 
 # %% ../nbs/07_runner.ipynb #9dfe79cf
 RUN_DIR_ENV = 'RECSYS_RUN_DIR'
@@ -188,6 +189,9 @@ def _error_text(outcome:str, error)->str|None:
     if outcome == 'runner': return f"{type(error).__name__}: {error}".strip()
     return None
 
+# seconds the runner waits, after a cell ends, for the output it wrote (nbclient's `iopub_timeout`; papermill's is 4)
+OUTPUT_WAIT_S = 120
+
 def _diagnose(nb, outcome:str, error, timeout, exit_code)->tuple:
     "(status, reason, failed cell info) of a run, marking the failed cell in `nb`."
     if outcome == 'succeeded' and nb is not None:
@@ -197,7 +201,7 @@ def _diagnose(nb, outcome:str, error, timeout, exit_code)->tuple:
     if nb is None:
         return ('interrupted' if outcome == 'interrupted' else 'failed'), (
             "interrupted before the notebook started" if outcome == 'interrupted'
-            else f"the run did not start: {type(error).__name__}: {error}"), None
+            else f"{_runner_error(error)} (before the notebook started)"), None
     index = _failed_cell(nb) if outcome == 'error' else _running_cell(nb)
     number = dict(_code_cells(nb)).get(index)
     where = f"cell {number}" if number else "the notebook"
@@ -211,6 +215,10 @@ def _diagnose(nb, outcome:str, error, timeout, exit_code)->tuple:
     elif outcome == 'timeout':
         reason = f"{where} timed out after {timeout:g} s"
         if index is not None: _mark_cell(nb, index, 'CellTimeoutError', f"the cell was stopped after the run's timeout of {timeout:g} s")
+    elif outcome == 'output':
+        reason = (f"{where} ended, but its output was still arriving {OUTPUT_WAIT_S:g} s later (it writes faster than the run "
+                  "records it); write less output, e.g. log to a file")
+        if index is not None: _mark_cell(nb, index, 'OutputTimeout', f"output after this point was not recorded: it was still arriving {OUTPUT_WAIT_S:g} s after the cell ended")
     elif outcome == 'dead':
         cause = (f"killed by {_signal_name(exit_code)}" + (", often the out-of-memory killer" if exit_code == -signal.SIGKILL else "")
                  if isinstance(exit_code, int) and exit_code < 0 else f"exit code {exit_code}" if exit_code is not None
@@ -222,10 +230,13 @@ def _diagnose(nb, outcome:str, error, timeout, exit_code)->tuple:
         if index is not None: _mark_cell(nb, index, 'KeyboardInterrupt', "the run was interrupted here", status='interrupted')
     elif outcome == 'incomplete':
         reason = f"cell {bad[0]} did not complete"
-    else:
-        msg = _cut((str(error).strip().splitlines() or [''])[0])
-        reason = f"the runner failed{f' during cell {number}' if number else ''}: {type(error).__name__}" + (f": {msg}" if msg else "")
+    else: reason = _runner_error(error) + (f" (during cell {number})" if number else "")
     return status, reason, info
+
+def _runner_error(error)->str:
+    "The one-line reason of a run the runner itself failed, not a cell."
+    msg = _cut((str(error).strip().splitlines() or [''])[0])
+    return f"runner error: {type(error).__name__}" + (f": {msg}" if msg else "")
 
 # %% ../nbs/07_runner.ipynb #a97ad079
 def _scrub(obj, secrets:list):
@@ -360,43 +371,50 @@ def run_notebook(notebook:Path|str, # the pipeline notebook
     phash = params_hash(effective, declared)
     started = _now()
     run_dir = _new_run_dir(Path(run_root) if run_root else settings.runs_dir, notebook.stem, phash, started)
-    out_nb = run_dir/notebook.name
-    write_json(run_dir/'params.json', effective)
-    shutil.copyfile(code, run_dir/SOURCE_NB)
-    manifest = {'run_id': f"{notebook.stem}/{run_dir.name}", 'status': 'running', 'reason': None,
-                'notebook': str(notebook), 'notebook_sha256': sha256_file(code), 'executed_notebook': out_nb.name,
-                'source_notebook': SOURCE_NB, 'rerun_of': rerun_of,
-                'profile': settings.profile, 'kernel': kernel, 'timeout_s': timeout,
-                'params_hash': phash, 'params_given': sorted(values), 'secret_params': sorted(n for n, p in declared.items() if p.secret),
-                'started_at': started.isoformat(), 'ended_at': None, 'duration_s': None,
-                'git': git_state(notebook.parent), 'versions': package_versions(),
-                'host': socket.gethostname(), 'pid': os.getpid()}
-    write_json(run_dir/'manifest.json', manifest)
-    log.info("run %s: %s with %s", manifest['run_id'], notebook.name, redact(values, declared))
+    # from here on the run exists: whatever goes wrong, it ends recorded (only a SIGKILL of this process leaves it `running`)
+    manifest = {'run_id': f"{notebook.stem}/{run_dir.name}", 'status': 'running', 'reason': None, 'notebook': str(notebook),
+                'started_at': started.isoformat(), 'ended_at': None, 'duration_s': None, 'host': socket.gethostname(), 'pid': os.getpid()}
+    try:
+        out_nb = run_dir/notebook.name
+        write_json(run_dir/'params.json', effective)
+        shutil.copyfile(code, run_dir/SOURCE_NB)
+        manifest.update({'notebook_sha256': sha256_file(code), 'executed_notebook': out_nb.name,
+                         'source_notebook': SOURCE_NB, 'rerun_of': rerun_of,
+                         'profile': settings.profile, 'kernel': kernel, 'timeout_s': timeout,
+                         'params_hash': phash, 'params_given': sorted(values), 'secret_params': sorted(n for n, p in declared.items() if p.secret),
+                         'git': git_state(notebook.parent), 'versions': package_versions()})
+        write_json(run_dir/'manifest.json', manifest)
+        log.info("run %s: %s with %s", manifest['run_id'], notebook.name, redact(values, declared))
 
-    import papermill as pm
-    from nbclient.exceptions import CellTimeoutError, DeadKernelError
-    _register_translator()
-    _quiet_unknown_parameter_warning()
-    env = {RUN_DIR_ENV: str(run_dir), 'RECSYS_PROFILE': settings.profile, 'RECSYS_SETTINGS': str(settings.source),
-           **{secret_env_var(n): v for n, v in secrets.items()}}
-    injected = {n: (_SecretRef(n) if n in secrets else v) for n, v in values.items()}
-    state, outcome, error = {}, 'succeeded', None
-    t0 = time.perf_counter()
-    with open(run_dir/'kernel.log', 'wb') as klog:
-        try:
-            pm.execute_notebook(str(code), str(out_nb), parameters=injected, kernel_name=kernel, progress_bar=progress,
-                                execution_timeout=timeout, kernel_manager_class=_kernel_manager_class(env, klog, state),
-                                resources={'metadata': {'path': str(notebook.parent)}})
-        except pm.PapermillExecutionError as e: outcome, error = 'error', e
-        except CellTimeoutError as e: outcome, error = 'timeout', e
-        except DeadKernelError as e: outcome, error = 'dead', e
-        except KeyboardInterrupt as e: outcome, error = 'interrupted', e
-        except Exception as e:
-            log.exception("run %s: the runner failed", manifest['run_id'])
-            outcome, error = 'runner', e
-    duration = time.perf_counter() - t0
-    return _finish(run_dir, out_nb, manifest, outcome, error, timeout, state.get('exit_code'), list(secrets.values()), duration)
+        import papermill as pm
+        from nbclient.exceptions import CellTimeoutError, DeadKernelError
+        _register_translator()
+        _quiet_unknown_parameter_warning()
+        env = {RUN_DIR_ENV: str(run_dir), 'RECSYS_PROFILE': settings.profile, 'RECSYS_SETTINGS': str(settings.source),
+               **{secret_env_var(n): v for n, v in secrets.items()}}
+        injected = {n: (_SecretRef(n) if n in secrets else v) for n, v in values.items()}
+        state, outcome, error = {}, 'succeeded', None
+        t0 = time.perf_counter()
+        with open(run_dir/'kernel.log', 'wb') as klog:
+            try:
+                pm.execute_notebook(str(code), str(out_nb), parameters=injected, kernel_name=kernel, progress_bar=progress,
+                                    execution_timeout=timeout, iopub_timeout=OUTPUT_WAIT_S,
+                                    kernel_manager_class=_kernel_manager_class(env, klog, state),
+                                    resources={'metadata': {'path': str(notebook.parent)}})
+            except pm.PapermillExecutionError as e: outcome, error = 'error', e
+            # nbclient's one exception for two things: the user's --timeout, and a cell's output outlasting OUTPUT_WAIT_S
+            except CellTimeoutError as e: outcome, error = ('output' if 'IOPub output' in str(e) else 'timeout'), e
+            except DeadKernelError as e: outcome, error = 'dead', e
+            except KeyboardInterrupt as e: outcome, error = 'interrupted', e
+            except Exception as e:
+                log.debug("run %s: runner error", manifest['run_id'], exc_info=True)
+                manifest['traceback'] = traceback.format_exc()   # for a bug report; the user sees one line
+                outcome, error = 'runner', e
+        duration = time.perf_counter() - t0
+        return _finish(run_dir, out_nb, manifest, outcome, error, timeout, state.get('exit_code'), list(secrets.values()), duration)
+    except RunInterrupted: raise
+    except BaseException as e: return _runner_failed(run_dir, manifest, e, started, list(secrets.values()))
+
 
 # %% ../nbs/07_runner.ipynb #e9f32e83
 def _finish(run_dir, out_nb, manifest, outcome, error, timeout, exit_code, secrets, duration)->RunResult:
@@ -425,6 +443,7 @@ def _finish(run_dir, out_nb, manifest, outcome, error, timeout, exit_code, secre
             c = nb.cells[i]; m = c.metadata.get('papermill', {})
             cells.append({'cell': n, 'duration_s': m.get('duration'), 'status': m.get('status'),
                           'injected': 'injected-parameters' in c.metadata.get('tags', [])})
+    if 'traceback' in manifest: manifest['traceback'] = _scrub(manifest['traceback'], secrets)
     ended = _now()
     manifest.update(status=status, reason=reason, error=error_text, failed_cell=failed, ended_at=ended.isoformat(),
                     duration_s=round(duration, 3), data_fingerprints=records.pop('data_fingerprints', {}), records=records,
@@ -437,6 +456,23 @@ def _finish(run_dir, out_nb, manifest, outcome, error, timeout, exit_code, secre
     if status == 'interrupted': raise RunInterrupted(result)
     return result
 
+def _runner_failed(run_dir, manifest, error:BaseException, started, secrets)->RunResult:
+    "Record a run the runner itself broke (or that was interrupted outside a cell): `failed` with `runner error: ...`."
+    secrets = [s for s in secrets if len(s) >= 4]
+    if isinstance(error, KeyboardInterrupt):
+        status, reason = 'interrupted', f"interrupted ({str(error) or 'KeyboardInterrupt'}) while the runner started or recorded the run"
+    else: status, reason = 'failed', _runner_error(error)
+    manifest.update(status=status, reason=_scrub(reason, secrets), error=_scrub(f"{type(error).__name__}: {error}".strip(), secrets),
+                    traceback=_scrub(''.join(traceback.format_exception(error)), secrets), ended_at=_now().isoformat(),
+                    duration_s=round((_now() - started).total_seconds(), 3))
+    log.debug("run %s: runner error\n%s", manifest['run_id'], manifest['traceback'])
+    write_json(run_dir/'manifest.json', manifest)   # should even this fail, its error reaches the user, and the run stays `running`
+    log.info("run %s %s: %s", manifest['run_id'], status, manifest['reason'])
+    result = RunResult(run_dir, status, manifest['reason'], {}, manifest['error'])
+    if status == 'interrupted': raise RunInterrupted(result)
+    return result
+
+
 # %% ../nbs/07_runner.ipynb #3dfe17af
 def _pid_alive(pid)->bool:
     try: os.kill(int(pid), 0)
@@ -445,7 +481,9 @@ def _pid_alive(pid)->bool:
     return True
 
 def _read_manifest(run_dir:Path)->dict:
+    "The run's manifest, `abandoned` if its runner is gone; a manifest that is gone or damaged reads as `unreadable`."
     try: m = json.loads((run_dir/'manifest.json').read_text())
+    except PermissionError: raise   # not damage: the callers name it and say to fix its permissions
     except (OSError, ValueError) as e: return {'status': 'unreadable', 'reason': f"manifest.json: {e}"}
     if m.get('status') == 'running' and m.get('host') == socket.gethostname() and not _pid_alive(m.get('pid')):
         m = {**m, 'status': 'abandoned', 'reason': f"the runner (pid {m.get('pid')}) ended without recording how the run ended"}
@@ -454,6 +492,31 @@ def _read_manifest(run_dir:Path)->dict:
 def _runs_root(run_root, profile)->Path:
     return Path(run_root) if run_root else load_settings(profile).runs_dir
 
+def _run_dirs(root:Path, notebook:str|None=None, unreadable:list|None=None)->list:
+    "Run folders (holding a manifest.json) under `root`; what cannot be listed or entered goes to `unreadable` as (path, why)."
+    unreadable = [] if unreadable is None else unreadable
+    def subfolders(folder):
+        try:
+            with os.scandir(folder) as entries: return [Path(e.path) for e in entries if e.is_dir()]
+        except (FileNotFoundError, NotADirectoryError): return []
+        except OSError as e: unreadable.append((folder, e.strerror)); return []
+    found = []
+    for stem in ([root/notebook] if notebook else subfolders(root)):
+        for d in subfolders(stem):
+            try: (d/'manifest.json').stat()
+            except (FileNotFoundError, NotADirectoryError): continue   # not a run folder
+            except OSError as e: unreadable.append((d, e.strerror)); continue
+            found.append(d)
+    return found
+
+def _unreadable(path:Path, root:Path, e:OSError)->RecsysError:
+    "One line for a run file this user cannot read, naming the first folder of the store on the way that cannot be opened, else the file."
+    for p in [q for q in [*reversed(path.parents), path] if q == root or root in q.parents]:
+        try: os.listdir(p)
+        except NotADirectoryError: break
+        except OSError: path = p; break
+    return RecsysError(f"cannot read {path}: {e.strerror or e}; fix its permissions (chmod -R u+rwX {path}, as its owner) or run as its owner")
+
 # %% ../nbs/07_runner.ipynb #138069a7
 def list_runs(run_root:Path|str|None=None, # default the profile's `runs_dir`
               limit:int=20, # most recent runs to show
@@ -461,29 +524,40 @@ def list_runs(run_root:Path|str|None=None, # default the profile's `runs_dir`
               profile:str|None=None, # settings profile for `runs_dir`
              )->pd.DataFrame: # one row per run, newest first
     "Recent runs: notebook, run id, status, start, duration, reason and numeric metrics."
-    root = _runs_root(run_root, profile)
-    dirs = [d for d in root.glob(f"{notebook or '*'}/*") if (d/'manifest.json').is_file()] if root.is_dir() else []
+    root, unreadable = _runs_root(run_root, profile), []
+    dirs = _run_dirs(root, notebook, unreadable)
     def started(d):   # the start second from the name, then params.json's mtime (written once, at the start)
         try: return d.name[:16], (d/'params.json').stat().st_mtime_ns
         except OSError: return d.name[:16], 0
     dirs = sorted(dirs, key=started, reverse=True)[:limit]
     rows = []
     for d in dirs:
-        m = _read_manifest(d)
+        try: m = _read_manifest(d)
+        except OSError as e: unreadable.append((d/'manifest.json', e.strerror)); continue
         try: metrics = json.loads((d/'metrics.json').read_text())
         except (OSError, ValueError): metrics = {}
         rows.append({'notebook': d.parent.name, 'run_id': f"{d.parent.name}/{d.name}", 'status': m.get('status'),
                      'started': pd.Timestamp(m['started_at']) if m.get('started_at') else pd.NaT,
                      'duration_s': m.get('duration_s'), 'reason': m.get('reason'),
                      **{k: v for k, v in metrics.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}})
+    if unreadable:   # listed, not hidden: a folder without permission would otherwise hide every run in it
+        log.warning("cannot read %s; fix their permissions (chmod -R u+rwX <path>, as their owner) to list the runs there",
+                    ', '.join(f"{p} ({why})" for p, why in unreadable))
     cols = ['notebook', 'run_id', 'status', 'started', 'duration_s', 'reason']
     return pd.DataFrame(rows, columns=cols + [c for c in pd.DataFrame(rows).columns if c not in cols])
 
 def _find_run(run:Path|str, root:Path)->Path:
     for d in (Path(run), root/str(run)):
-        if (d/'manifest.json').is_file(): return d
-    found = sorted(d for d in root.glob('*/*') if d.name.startswith(str(run)) and (d/'manifest.json').is_file()) if root.is_dir() else []
+        try:
+            if (d/'manifest.json').is_file(): return d
+        except OSError as e: raise _unreadable(d/'manifest.json', root, e) from None
+    unreadable = []
+    found = sorted(d for d in _run_dirs(root, unreadable=unreadable) if d.name.startswith(str(run)))
     if len(found) == 1: return found[0]
+    if not found and unreadable:
+        path, why = unreadable[0]
+        raise RecsysError(f"no run {str(run)!r} among the readable runs under {root}; cannot read {path} ({why}): "
+                          f"fix its permissions (chmod -R u+rwX {path}, as its owner) or run as its owner")
     if not found: raise RecsysError(f"no run {str(run)!r} under {root}; `recsys runs` lists the recent ones")
     raise RecsysError(f"run {str(run)!r} is ambiguous under {root}: {', '.join(f'{d.parent.name}/{d.name}' for d in found[:5])}")
 
@@ -492,11 +566,14 @@ def load_run(run:Path|str, # a run folder, a run id 'stem/folder', or a unique p
              profile:str|None=None,
             )->dict: # run_id, run_dir, status, reason, params, metrics, manifest, notebook
     "Everything recorded about one run."
-    d = _find_run(run, _runs_root(run_root, profile))
+    root = _runs_root(run_root, profile)
+    d = _find_run(run, root)
     def read(name):
         try: return json.loads((d/name).read_text())
+        except PermissionError as e: raise _unreadable(d/name, root, e) from None   # never a rerun without its parameters
         except (OSError, ValueError): return {}
-    m = _read_manifest(d)
+    try: m = _read_manifest(d)
+    except OSError as e: raise _unreadable(d/'manifest.json', root, e) from None
     return {'run_id': f"{d.parent.name}/{d.name}", 'run_dir': d, 'status': m.get('status'), 'reason': m.get('reason'),
             'params': read('params.json'), 'metrics': read('metrics.json'), 'manifest': m,
             'notebook': d/m.get('executed_notebook', '') if m.get('executed_notebook') else None}
@@ -564,14 +641,21 @@ def cli_rerun(args)->int:
 def _run_and_report(start, args)->int:
     "Run, track, and print the outcome as `recsys run` does: exit 0, 1 (failed) or 130 (interrupted)."
     logging.getLogger('papermill').setLevel(logging.WARNING)
+    if not args.no_track:  # a damaged, lost or read-only store is refused now, not after the whole notebook has run
+        from recsys_lib.tracking import check_store
+        check_store(args.profile)
     try: res = start()
     except RunInterrupted as e:
         print(f"recsys {args.command}: interrupted: {e.result.reason}; executed notebook: {e.result.notebook}", file=sys.stderr)
         raise SystemExit(130)
-    tracked = {} if args.no_track else _track(res.run_dir, args.profile)
+    tracked, untracked = ({}, None) if args.no_track else track_run(res.run_dir, args.profile)
     if not res.ok:
         if res.error and res.error not in (res.reason or ''): print(f"error:\n{res.error}", file=sys.stderr)  # whole, before the one-line summary
+        if untracked: log.warning("run %s was not logged to MLflow: %s", res.run_id, untracked)
         print(f"recsys {args.command}: {res.status}: {res.reason}; executed notebook: {res.notebook}", file=sys.stderr)
+        raise SystemExit(1)
+    if untracked:   # the notebook succeeded, but nothing downstream can see it: a scheduler must not count it done
+        print(untracked_line(args.command, untracked, res.run_dir, args.profile), file=sys.stderr)
         raise SystemExit(1)
     print(f"run {res.run_id} succeeded{': ' + _kv(res.metrics) if res.metrics else ''}\n{res.run_dir}")
     if 'version' in tracked: print(f"registered {tracked['registered_model']!r} version {tracked['version']} (alias challenger)")
@@ -585,16 +669,15 @@ def _cli_run_container(args, values:dict)->int:
     res = run_local_job(args.notebook, values, profile=args.profile, timeout=args.timeout, track=not args.no_track,
                         channels=dict(args.channel or []), mode=job_kind(args.notebook, args.job_kind))
     if not res.ok:
+        if res.tracking_error: log.warning("job %s was not logged to MLflow: %s", res.job_name, res.tracking_error)
         print(f"recsys run: job {res.job_name} {res.status}: {res.reason}", file=sys.stderr)
         raise SystemExit(2 if res.status == 'rejected' else 1)
+    if res.tracking_error:   # the job ran: not exit 2 (refused), and not 0, as nothing downstream can see it
+        print(untracked_line('run', res.tracking_error, res.run_dir, args.profile, f"job {res.job_name}"), file=sys.stderr)
+        raise SystemExit(1)
     print(f"job {res.job_name} succeeded{': ' + _kv(res.metrics) if res.metrics else ''}\n{res.run_dir}")
     if 'version' in res.tracked: print(f"registered {res.tracked['registered_model']!r} version {res.tracked['version']} (alias challenger)")
     return 0
-
-def _track(run_dir:Path, profile)->dict:
-    "Log the finished run to MLflow and register its model if it succeeded (`recsys_lib.pipeline.register_run`)."
-    from recsys_lib.pipeline import register_run
-    return register_run(run_dir, profile)
 
 def cli_runs(args)->int:
     "`recsys runs`"
@@ -625,6 +708,7 @@ def cli_show(args)->int:
              *([f"trained   {describe_data(trained)}"] if (trained := (m.get('records') or {}).get('training_data')) else []),
              f"slowest   {', '.join('cell %s %.2f s' % (c['cell'], c['duration_s']) for c in slow) or '-'}"]
     if m.get('error') and m['error'] not in (run['reason'] or ''): lines.append(f"error     {m['error']}")
+    if m.get('tracking_error'): lines.append(f"tracking  not logged to MLflow: {m['tracking_error']}")
     print('\n'.join(lines)); return 0
 
 # %% ../nbs/07_runner.ipynb #4308ed59
@@ -667,3 +751,30 @@ def add_subcommands(sub)->None:
     s.add_argument('run', help="run folder, run id (notebook/folder) or a unique prefix of the folder name")
     s.add_argument('--json', action='store_true', help="print everything as JSON")
     common(s, runs=True); s.set_defaults(func=cli_show)
+
+# %% ../nbs/07_runner.ipynb #64eab229
+def track_run(run_dir:Path, # a finished run folder
+              profile=None, # whose MLflow stores; default the default profile
+             )->tuple: # (what `register_run` returned, or {}; the recorded tracking error, or None)
+    "Log a finished run to MLflow and register its model if it succeeded; a failure is recorded in its manifest, not raised."
+    from recsys_lib.pipeline import register_run
+    try: return register_run(run_dir, profile), None
+    except Exception as e: return {}, record_tracking_error(run_dir, e)   # the run's own record stays true
+
+def record_tracking_error(run_dir:Path, error:Exception)->str:
+    "Record in the run's manifest (`tracking_error`) that logging it to MLflow failed; its status stays what the notebook did."
+    log.debug("logging %s to MLflow failed", run_dir, exc_info=True)
+    text = _cut(f"{type(error).__name__}: " * (not isinstance(error, RecsysError)) + (str(error).strip().splitlines() or [''])[0], 300)
+    write_json(run_dir/'manifest.json', {**json.loads((run_dir/'manifest.json').read_text()), 'tracking_error': text})
+    return text
+
+def untracked_line(command:str, # the `recsys` subcommand that reports
+                   error:str, # the recorded tracking error
+                   run_dir:Path, # the run folder, kept
+                   profile=None, # the profile it was run with
+                   what:str|None=None, # what succeeded, e.g. 'job recsys-train-20260101030000'; default the run
+                  )->str:
+    "The one line saying that a run succeeded but is not in MLflow, and the call that logs it once the store is fixed."
+    call = f"recsys_lib.pipeline.register_run({str(run_dir)!r}" + (f", {profile!r}" if profile else '') + ")"
+    return (f"recsys {command}: " + (f"{what} " if what else '') + f"succeeded, but logging it to MLflow failed: {error}; the run "
+            f"and its model are kept in {run_dir} (status succeeded, not registered): fix the store, then register it with {call}")

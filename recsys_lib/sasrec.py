@@ -21,7 +21,7 @@ from pytorch_lightning.callbacks import Callback, Checkpoint, EarlyStopping, Mod
 from pytorch_lightning.plugins.environments import ClusterEnvironment
 from pytorch_lightning.strategies import DDPStrategy
 
-from .core import ConfigError, DataError, sha256_file, write_json
+from .core import ConfigError, DataError, check_memory, sha256_file, write_json
 from .data import Interactions, Sequences
 from .models import Recommender
 
@@ -482,6 +482,37 @@ def _checkpointing(self:SASRec, root:Path, identity:dict, cluster:Cluster, backe
 
 SASRec._placement, SASRec._checkpointing = _placement, _checkpointing
 
+# %% ../nbs/04d_sasrec.ipynb #78bb51fa
+_LOGIT_COPIES = 4  # logits, log-softmax and their gradients (3.0-3.4 measured on CPU), with room for mixed precision's float32 copies
+_SCORE_CHUNK = 1024  # users whose logits `_score_users` computes at once
+
+def _device_free_bytes(device:torch.device)->int|None:
+    "Bytes free for new tensors on a CUDA device (free memory plus what torch's cache holds unused); None for CPU and MPS, which use host memory."
+    if device.type != 'cuda': return None
+    free, _ = torch.cuda.mem_get_info(device)
+    return free + torch.cuda.memory_reserved(device) - torch.cuda.memory_allocated(device)
+
+_SHRINK = "or shrink the catalogue with an item k-core: read_interactions(..., min_item_interactions=N) or k_core(inter, min_item=N)"
+
+def _check_training_memory(self:SASRec, n_windows:int, device:torch.device):
+    "Refuse before training when one step's full-catalogue logits, with softmax and gradients, do not fit where training runs."
+    n, rows = len(self.item_map_), min(self.batch_size, n_windows) * self.max_len
+    needed = _LOGIT_COPIES * rows * n * 4 + 16 * (n + 1) * self.hidden  # + item embeddings, their gradient and AdamW's two moments
+    check_memory(needed, f"SASRec training on {device.type} with {n:,} items (logits of batch_size={self.batch_size} windows x "
+                 f"max_len={self.max_len} positions x {n:,} items per step, with their softmax and gradients)",
+                 f"lower batch_size (the logits grow with batch_size x max_len x items), {_SHRINK}", available=_device_free_bytes(device))
+
+def _check_scoring_memory(self:SASRec, n_users:int, device:torch.device):
+    "Refuse before scoring a block whose users x items scores (and one chunk's logits) do not fit."
+    n, chunk = len(self.item_map_), min(n_users, _SCORE_CHUNK)
+    what = f"SASRec scoring {n_users:,} users at once ({n_users:,} x {n:,} float32 scores, {chunk:,} users' logits at a time)"
+    fix = ("score fewer users at once: lower batch_size (SASRec's batch_size sets the blocks of recommend and score; "
+           "batch_recommend takes its own batch_size)")
+    check_memory((n_users + chunk) * n * 4, what, fix)
+    if device.type == 'cuda': check_memory(chunk * n * 4, what + ' on cuda', fix, available=_device_free_bytes(device))
+
+SASRec._check_training_memory, SASRec._check_scoring_memory = _check_training_memory, _check_scoring_memory
+
 # %% ../nbs/04d_sasrec.ipynb #9b9667d1
 def _fit(self:SASRec, train:Interactions, valid:Interactions|None):
     self._check_params()
@@ -490,6 +521,7 @@ def _fit(self:SASRec, train:Interactions, valid:Interactions|None):
     self.sequences_ = left_padded(seq, train.n_users, self.max_len)
     inputs, targets = training_windows(seq, self.max_len)
     if len(inputs) == 0: raise DataError("no user has two or more training events: SASRec learns from consecutive pairs")
+    self._check_training_memory(len(inputs), inference_device(self.accelerator))
     val = self._validation_data(train, valid)
     data = SASRecDataModule(inputs, targets, self.batch_size, seed=self.seed, **val)
     precision = resolve_precision(self.precision, self.accelerator)
@@ -543,12 +575,13 @@ SASRec._fit = _fit
 # %% ../nbs/04d_sasrec.ipynb #eec6955c
 def _score_users(self:SASRec, users:np.ndarray)->np.ndarray:
     device = inference_device(self.accelerator)
+    self._check_scoring_memory(len(users), device)
     module = self.module_.to(device).eval()
     out = np.empty((len(users), len(self.item_map_)), 'float32')
     with torch.inference_mode():
-        for s in range(0, len(users), 1024):
-            x = torch.from_numpy(self.sequences_[users[s:s + 1024]]).to(device)
-            out[s:s + 1024] = module.score_next(x).cpu().numpy()
+        for s in range(0, len(users), _SCORE_CHUNK):
+            x = torch.from_numpy(self.sequences_[users[s:s + _SCORE_CHUNK]]).to(device)
+            out[s:s + _SCORE_CHUNK] = module.score_next(x).cpu().numpy()
     out[self.sequences_[users, -1] == 0] = self.item_popularity_  # no training events: popularity
     return out
 

@@ -8,7 +8,7 @@ Docs: https://recsys-lib.github.io/recsys_lib/tracking.html.md"""
 
 # %% ../nbs/08_tracking.ipynb #adb0d6bf
 from __future__ import annotations
-import contextlib, json, logging, os, posixpath, re, shlex, tempfile
+import contextlib, json, logging, os, posixpath, re, shlex, tempfile, threading
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
@@ -16,8 +16,9 @@ from urllib.parse import urlsplit, urlunsplit
 import pandas as pd
 
 import recsys_lib
-from .core import DataError, RecsysError, Settings, load_settings, sha256_file
+from .core import DataError, RecsysError, Settings, load_settings, sha256_file, write_json
 from .models import ArtifactError, Recommender, load_model, read_manifest
+from .params import MLFLOW_PARAM_VALUE_MAX
 
 # Network only to the configured store: no usage telemetry, and no progress bars in logs (an operator can opt back in).
 os.environ.setdefault('MLFLOW_DISABLE_TELEMETRY', 'true')
@@ -27,21 +28,25 @@ try:
     from mlflow import MlflowClient
     from mlflow.entities import Dataset, DatasetInput, InputTag, Metric, Param, RunTag
     from mlflow.exceptions import MlflowException
+    from mlflow.store.model_registry import SEARCH_MODEL_VERSION_MAX_RESULTS_THRESHOLD
 except ImportError as e:
     raise ImportError("recsys_lib.tracking needs MLflow: pip install 'recsys_lib[tracking]'") from e
 
 log = logging.getLogger(__name__)
 
 # %% auto #0
-__all__ = ['log', 'SUCCESS_STATUSES', 'FAILURE_STATUSES', 'TrackingError', 'RegistrationError', 'TrackingConfig',
-           'tracking_config', 'get_client', 'configure', 'tracking_context', 'ensure_experiment', 'metric_key',
-           'log_run', 'register_model', 'version_data', 'set_alias', 'delete_alias', 'get_version_by_alias',
-           'get_champion', 'get_challenger', 'promote', 'load_registered_model', 'set_version_report',
-           'get_version_report', 'list_versions', 'ui_command']
+__all__ = ['log', 'FRESH_REGISTRY_ENV', 'REGISTRATION_RECORD', 'SUCCESS_STATUSES', 'FAILURE_STATUSES', 'TrackingError',
+           'RegistrationError', 'TrackingConfig', 'tracking_config', 'get_client', 'check_store',
+           'start_fresh_registry', 'configure', 'tracking_context', 'ensure_experiment', 'metric_key', 'log_run',
+           'register_model', 'version_data', 'set_alias', 'delete_alias', 'get_version_by_alias', 'get_champion',
+           'get_challenger', 'ChampionMovedError', 'promotion_lock', 'promote', 'load_registered_model',
+           'set_version_report', 'get_version_report', 'list_versions', 'doctor', 'ui_command']
 
 # %% ../nbs/08_tracking.ipynb #472cc9b5
 if not os.environ.get('MLFLOW_LOGGING_LEVEL'):
     for _name in ('mlflow', 'alembic'): logging.getLogger(_name).setLevel(logging.WARNING)
+    # MLflow's database layer logs each error with its traceback before raising it; `_errors` turns them into one line
+    logging.getLogger('mlflow.store.db.utils').setLevel(logging.CRITICAL)
 
 class TrackingError(RecsysError, RuntimeError):
     "The tracking store or model registry lacks what was asked for, or refused a request."
@@ -68,6 +73,7 @@ class TrackingConfig:
     registry_uri: str
     artifact_dir: Path
     origin: str  # where `tracking_uri` came from
+    runs_dir: Path|None = None  # the run store, whose run folders record the versions registered from them
     @property
     def is_server(self)->bool: return _is_server(self.tracking_uri)
     def __repr__(self):
@@ -83,40 +89,172 @@ def tracking_config(profile:str|Settings|None=None, # profile name (default `$RE
     elif f'RECSYS_{s.profile.upper()}_TRACKING_URI' in os.environ: origin = f'environment variable RECSYS_{s.profile.upper()}_TRACKING_URI'
     else: origin = f'[{s.profile}] of {s.source}'
     return TrackingConfig(s.profile, env_tracking or s.tracking_uri, env_registry or env_tracking or s.registry_uri,
-                          s.artifact_dir, origin)
+                          s.artifact_dir, origin, s.runs_dir)
 
 # %% ../nbs/08_tracking.ipynb #d4167284
+def _sqlite_path(uri:str)->str:
+    "The database file of a `sqlite:///` URI; '' for a server, another database or an in-memory store."
+    db = uri[len('sqlite:///'):].split('?')[0] if uri.startswith('sqlite:///') else ''
+    return '' if db == ':memory:' else db
+
 def _prepare(cfg:TrackingConfig):
     "Create the folders a local store needs."
     for uri in {cfg.tracking_uri, cfg.registry_uri}:
-        if uri.startswith('sqlite:///'):
-            db = uri[len('sqlite:///'):].split('?')[0]
-            if db and db != ':memory:': Path(db).parent.mkdir(parents=True, exist_ok=True)
+        if db := _sqlite_path(uri): Path(db).parent.mkdir(parents=True, exist_ok=True)
     if not cfg.is_server: cfg.artifact_dir.mkdir(parents=True, exist_ok=True)
 
-_READY: set = set()   # SQLite store URIs this process has seen initialised
-
-def _init_sqlite(cfg:TrackingConfig):
-    "Create a new SQLite store's tables under a file lock: two runs starting on an empty store would both create them, and one would fail."
+@contextlib.contextmanager
+def _file_lock(path:str, db:str, waiting:str|None=None):
+    "Hold an exclusive `flock` on `path` (beside the store `db`); log `waiting` if another process holds it."
     import fcntl
+    try: f = open(path, 'a')
+    except OSError as e:
+        if Path(db).is_file(): yield; return   # a read-only folder: reads need no lock, and a write fails on one line
+        raise TrackingError(f"cannot create the store {db}: {e.strerror} ({path}); make {Path(db).parent} writable "
+                            "or point tracking_uri and registry_uri of the profile elsewhere") from None
+    with f:   # the lock is released when the file closes
+        try: fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            if waiting: log.info(waiting)
+            fcntl.flock(f, fcntl.LOCK_EX)
+        yield
+
+
+# %% ../nbs/08_tracking.ipynb #6ced9353
+_STORE_FAULTS = [   # (what the database driver says, what it means, what to do)
+    (('file is not a database', 'database disk image is malformed'), "is not a usable SQLite database (truncated or damaged?)",
+     "restore it from a backup, or move it aside to start a fresh registry"),
+    (('readonly database',), "is read-only",
+     "make it and its folder writable (chmod u+w), or point tracking_uri and registry_uri of the profile at a writable store"),
+    (('unable to open database file',), "cannot be opened", "check that it and its folder exist and are readable and writable"),
+    (('database is locked',), "is locked by another process", "try again when that process is done"),
+    (('database or disk is full', 'disk i/o error'), "cannot be written (disk full or I/O error)", "free some space and try again"),
+]
+_MISSING_VERSION = re.compile(r"Model Version \(name=(.+?), version=(\d+)\) not found")
+
+def _stores(cfg:TrackingConfig)->str:
+    "The store files (or redacted server URIs) of `cfg`, for messages."
+    return ' and '.join(dict.fromkeys(_sqlite_path(u) or _redact(u) for u in (cfg.tracking_uri, cfg.registry_uri)))
+
+def _causes(e:BaseException):
+    "`e`, the exceptions it was raised from, and the driver's error a SQLAlchemy error wraps."
+    seen = []
+    while e is not None and e not in seen:
+        seen.append(e)
+        if getattr(e, 'orig', None) is not None: seen.append(e.orig)
+        e = e.__cause__ or e.__context__
+    return seen
+
+def _versions_line(cfg:TrackingConfig, name:str)->str:
+    # both URIs: a client without a tracking URI would open MLflow's default, a mlflow.db in the current folder
+    try: found = sorted(int(mv.version) for mv in MlflowClient(tracking_uri=cfg.tracking_uri, registry_uri=cfg.registry_uri).search_model_versions(f"name = {_quote(name)}"))
+    except Exception: return "list them with list_versions"   # the message is already an error: never fail it over the listing
+    return f"its versions: {', '.join(map(str, found)) or 'none'}"
+
+def _store_error(e:BaseException, what:str, cfg:TrackingConfig)->TrackingError:
+    "One line for a store failure: what was being done, the store, what is wrong and what to do."
+    text = ' '.join(str(c) for c in _causes(e)).lower()
+    for needles, meaning, todo in _STORE_FAULTS:
+        if any(n in text for n in needles): return TrackingError(f"{what}: {_stores(cfg)} {meaning}: {todo}")
+    if isinstance(e, MlflowException) and (m := _MISSING_VERSION.search(e.message)):
+        return TrackingError(f"version {m[2]} of {m[1]!r} does not exist in the registry {_sqlite_path(cfg.registry_uri) or _redact(cfg.registry_uri)}; "
+                             f"{_versions_line(cfg, m[1])}")
+    first = (str(getattr(e, 'message', '') or e).strip().splitlines() or [type(e).__name__])[0]
+    return TrackingError(f"{what}: {first} (tracking store {_redact(cfg.tracking_uri)}, registry {_redact(cfg.registry_uri)})")
+
+@contextlib.contextmanager
+def _errors(what:str, cfg:TrackingConfig):
+    "Re-raise what MLflow, SQLAlchemy or SQLite raise about the store as one-line `TrackingError`s naming it."
+    import sqlite3
+    from sqlalchemy.exc import SQLAlchemyError
+    try: yield
+    except (MlflowException, SQLAlchemyError, sqlite3.Error) as e: raise _store_error(e, what, cfg) from e
+
+
+# %% ../nbs/08_tracking.ipynb #73bdeb20
+_READY: set = set()   # SQLite store URIs this process has seen initialised
+FRESH_REGISTRY_ENV = 'RECSYS_FRESH_REGISTRY'   # set to 1: a lost SQLite registry may start again empty
+REGISTRATION_RECORD = 'registered.json'        # in a run folder: the versions registered from that run, and where
+
+def _registry_id(uri:str)->str:
+    "How a run folder names the registry its model went to: a SQLite file by its absolute path, a server by its redacted URI."
+    db = _sqlite_path(uri)
+    return f"sqlite:///{Path(db).resolve()}" if db else _redact(uri)
+
+def _recorded_versions(cfg:TrackingConfig)->list:
+    "(run folder, model, version, MLflow run id) of every registration into this registry that the run store records."
+    root, me = cfg.runs_dir, _registry_id(cfg.registry_uri)
+    if root is None or not root.is_dir(): return []
+    found = []
+    for f in sorted(root.glob(f'*/*/{REGISTRATION_RECORD}')):
+        try: entries = json.loads(f.read_text())
+        except (OSError, ValueError): continue   # an unreadable record is evidence of nothing
+        found += [(f.parent, e.get('model'), e.get('version'), e.get('mlflow_run_id')) for e in (entries if isinstance(entries, list) else [])
+                  if isinstance(e, dict) and e.get('registry') == me]
+    return found
+
+def _refuse_lost_registry(cfg:TrackingConfig, db:str, state:str):
+    "Refuse to start `db` empty when the run store records versions registered into it: it was deleted or replaced."
+    if not (found := _recorded_versions(cfg)): return
+    run, model, version, _ = found[-1]
+    raise TrackingError(f"the registry {db} {state}, but the run store {cfg.runs_dir} records {len(found)} version(s) registered "
+                        f"into it (e.g. {model!r} v{version} from {run.parent.name}/{run.name}): restore {db} from a backup, or "
+                        f"start a fresh registry explicitly ({FRESH_REGISTRY_ENV}=1, or tracking.start_fresh_registry())")
+
+def _fresh_requested()->bool: return os.environ.get(FRESH_REGISTRY_ENV, '').strip().lower() in ('1', 'true', 'yes')
+
+def _init_sqlite(cfg:TrackingConfig, fresh:bool=False):
+    "Open (creating its tables once, under a file lock) each SQLite store of `cfg`; refuse a lost registry unless `fresh`."
+    fresh = fresh or _fresh_requested()
     for uri in dict.fromkeys((cfg.tracking_uri, cfg.registry_uri)):
-        db = uri[len('sqlite:///'):].split('?')[0] if uri.startswith('sqlite:///') else ''
-        if not db or db == ':memory:' or uri in _READY: continue
-        with open(f"{db}.lock", 'a') as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)   # released when the file closes
+        db = _sqlite_path(uri)
+        if not db or (uri in _READY and not fresh): continue
+        is_registry = uri == cfg.registry_uri
+        # two runs starting on an empty store would both create its tables, and one would fail
+        with _errors(f"opening {db}", cfg), _file_lock(f"{db}.lock", db, f"waiting for another process to create {db}"):
+            new = not Path(db).is_file() or Path(db).stat().st_size == 0   # SQLite takes an empty file for a new database
+            if is_registry and new and not fresh: _refuse_lost_registry(cfg, db, "does not exist")   # before creating it
             client = MlflowClient(tracking_uri=uri, registry_uri=uri)
-            client.search_experiments(max_results=1); client.search_registered_models(max_results=1)
+            client.search_experiments(max_results=1)
+            if is_registry and not client.search_registered_models(max_results=1):
+                marked = client.get_experiment('0').tags.get('recsys.fresh_registry')
+                if fresh and not marked:   # the user's decision, kept in the store it applies to
+                    client.set_experiment_tag('0', 'recsys.fresh_registry', pd.Timestamp.now('UTC').isoformat())
+                elif not fresh and not marked: _refuse_lost_registry(cfg, db, "holds no registered model")
         _READY.add(uri)
 
-def _connect(profile)->tuple[TrackingConfig, MlflowClient]:
+def _connect(profile, fresh:bool=False)->tuple[TrackingConfig, MlflowClient]:
     cfg = tracking_config(profile)
     _prepare(cfg)
-    _init_sqlite(cfg)
-    return cfg, MlflowClient(tracking_uri=cfg.tracking_uri, registry_uri=cfg.registry_uri)
+    _init_sqlite(cfg, fresh)
+    with _errors("opening the stores", cfg):
+        return cfg, MlflowClient(tracking_uri=cfg.tracking_uri, registry_uri=cfg.registry_uri)
 
 def get_client(profile:str|Settings|None=None)->MlflowClient:
     "An `MlflowClient` bound to the tracking and registry stores of `profile`; global MLflow state is left alone."
     return _connect(profile)[1]
+
+def _existing(path:Path)->Path:
+    "`path`, or its nearest ancestor that exists: where creating it would have to write."
+    return next(p for p in (path, *path.parents) if p.exists())
+
+def check_store(profile:str|Settings|None=None)->TrackingConfig:
+    "Check, before a run that will be logged, that the stores of `profile` can take it; a store not created yet is left for the run to create."
+    cfg = tracking_config(profile)
+    local = [*dict.fromkeys(filter(None, map(_sqlite_path, (cfg.tracking_uri, cfg.registry_uri))))]
+    if all(Path(db).is_file() for db in local): _connect(profile)   # opening it finds damage and an emptied registry
+    elif (db := _sqlite_path(cfg.registry_uri)) and not Path(db).is_file() and not _fresh_requested():
+        _refuse_lost_registry(cfg, db, "does not exist")
+    for path in map(Path, local + ([] if cfg.is_server else [str(cfg.artifact_dir)])):
+        if not all(os.access(_existing(p), os.W_OK) for p in (path, path.parent)):
+            raise TrackingError(f"{path} is read-only: runs could not be logged nor models registered; make it and its folder "
+                                "writable (chmod u+w), or point the profile's tracking_uri, registry_uri and artifact_dir elsewhere")
+    return cfg
+
+def start_fresh_registry(profile:str|Settings|None=None)->TrackingConfig:
+    "Let the SQLite registry of `profile` start empty though the run store records versions in a lost one; the new store keeps the decision."
+    return _connect(profile, fresh=True)[0]
+
 
 # %% ../nbs/08_tracking.ipynb #09cde4c9
 def _set_global_uris(tracking:str|None, registry:str|None):
@@ -145,14 +283,6 @@ def tracking_context(profile:str|Settings|None=None):
 
 # %% ../nbs/08_tracking.ipynb #d13358cc
 def _slug(name:str)->str: return re.sub(r'[^A-Za-z0-9_.-]+', '_', name).strip('._') or 'experiment'
-
-@contextlib.contextmanager
-def _errors(what:str, cfg:TrackingConfig):
-    "Re-raise MLflow's exceptions as `TrackingError`s naming what was asked and the store."
-    try: yield
-    except MlflowException as e:
-        raise TrackingError(f"{what}: {e.message} (tracking store {_redact(cfg.tracking_uri)}, "
-                            f"registry {_redact(cfg.registry_uri)})") from e
 
 def _experiment_id(client:MlflowClient, cfg:TrackingConfig, name:str)->str:
     if not isinstance(name, str) or not name.strip(): raise DataError(f"experiment name {name!r}; expected a non-empty string")
@@ -207,7 +337,7 @@ def _is_number(v): return isinstance(v, (int, float)) and not isinstance(v, bool
 
 def _param_value(key, v, path):
     s = v if isinstance(v, str) else json.dumps(v, sort_keys=True, default=str)
-    if len(s) > 6000: raise DataError(f"parameter {key!r} in {path} is {len(s)} characters long; MLflow keeps at most 6000")
+    if len(s) > MLFLOW_PARAM_VALUE_MAX: raise DataError(f"parameter {key!r} in {path} is {len(s)} characters long; MLflow keeps at most {MLFLOW_PARAM_VALUE_MAX}")
     return s
 
 @dataclass
@@ -341,6 +471,18 @@ def _check_alias(alias:str):
     if not isinstance(alias, str) or not re.fullmatch(r'[A-Za-z0-9_-]{1,255}', alias) or alias.lower() == 'latest' or re.fullmatch(r'[vV]\d+', alias):
         raise DataError(f"alias {alias!r}; expected letters, digits, '_' or '-', and not 'latest' or 'v<number>' (MLflow reserves those)")
 
+def _record_registration(run, cfg:TrackingConfig, name:str, version:int):
+    "Note in the run's folder the version of `name` it became, and in which registry: the evidence that a registry was lost."
+    run_dir = run.data.tags.get('recsys.run_dir')
+    if not run_dir or not (Path(run_dir)/'manifest.json').is_file(): return   # a run logged without a run folder
+    path = Path(run_dir)/REGISTRATION_RECORD
+    entry = {'registry': _registry_id(cfg.registry_uri), 'model': name, 'version': version, 'mlflow_run_id': run.info.run_id}
+    try:
+        entries = json.loads(path.read_text()) if path.is_file() else []
+        entries = entries if isinstance(entries, list) else []
+        if entry not in entries: write_json(path, [*entries, entry])
+    except (OSError, ValueError) as e: log.warning("cannot record the registration of %r v%s in %s (%s)", name, version, path, e)
+
 def register_model(name:str, # registered model name, created on first use
                    run_id:str, # MLflow run id returned by `log_run`
                    profile:str|Settings|None=None, # profile name or loaded `Settings`
@@ -370,6 +512,7 @@ def register_model(name:str, # registered model name, created on first use
             tags={k: v for k, v in run.data.tags.items() if k in ('recsys.model', 'recsys.model_sha256', 'recsys.run_id')
                   or k.startswith(('recsys.data', 'recsys.split.'))})
         if alias: client.set_registered_model_alias(name, alias, mv.version)
+    _record_registration(run, cfg, name, int(mv.version))
     return int(mv.version)
 
 def version_data(name:str, # registered model name
@@ -416,13 +559,45 @@ def get_challenger(name:str, profile:str|Settings|None=None)->int|None:
     "The version aliased `challenger`, or None."
     return get_version_by_alias(name, 'challenger', profile)
 
-def promote(name:str, version:int|None=None, profile:str|Settings|None=None)->int:
-    "Make `version` (default: the challenger) the champion; it stops being the challenger. Returns the version."
-    if version is None and (version := get_challenger(name, profile)) is None:
-        raise TrackingError(f"registered model {name!r} has no challenger to promote; pass a version")
-    set_alias(name, 'champion', version, profile)
-    if get_challenger(name, profile) == int(version): delete_alias(name, 'challenger', profile)
+_PROMOTION_THREADS: dict = {}   # lock file -> RLock: threads of one process take turns, and the holder may re-enter
+_PROMOTING: set = set()          # lock files this process holds
+
+class ChampionMovedError(TrackingError):
+    "The champion changed between the gate's comparison and the alias move: the comparison is stale."
+
+@contextlib.contextmanager
+def promotion_lock(profile:str|Settings|None=None):
+    "Hold the promotion lock of the profile's registry (`<db>.promote.lock` beside a SQLite store), so promotions run one at a time."
+    cfg = tracking_config(profile)
+    if not (db := _sqlite_path(cfg.registry_uri)):   # a server has no file to lock: `promote` re-reads the champion instead
+        yield; return
+    _prepare(cfg)
+    path = f"{db}.promote.lock"
+    with _PROMOTION_THREADS.setdefault(path, threading.RLock()):
+        if path in _PROMOTING: yield; return     # this thread holds it already (promote_version -> promote)
+        with _file_lock(path, db, f"waiting for another promotion in {db} to finish"):
+            _PROMOTING.add(path)
+            try: yield
+            finally: _PROMOTING.discard(path)
+
+def promote(name:str, # registered model name
+            version:int|None=None, # default: the challenger
+            profile:str|Settings|None=None,
+            compared_with:int|None=..., # the champion the gate compared `version` with (None: there was none); default: no check
+           )->int: # the version now champion
+    "Make `version` the champion, under the promotion lock; it stops being the challenger. Refuses if the champion moved since `compared_with`."
+    with promotion_lock(profile):
+        if version is None and (version := get_challenger(name, profile)) is None:
+            raise TrackingError(f"registered model {name!r} has no challenger to promote; pass a version")
+        # the last look before the move: decisive on a server, where no lock keeps another promotion out
+        if compared_with is not ... and (now := get_champion(name, profile)) != compared_with:
+            was = lambda v: 'none' if v is None else f"v{v}"
+            raise ChampionMovedError(f"the champion of {name!r} moved from {was(compared_with)} to {was(now)} while v{version} was "
+                                     f"compared with it, so v{version} was not promoted; run the promotion again to compare it with {was(now)}")
+        set_alias(name, 'champion', version, profile)
+        if get_challenger(name, profile) == int(version): delete_alias(name, 'challenger', profile)
     return int(version)
+
 
 # %% ../nbs/08_tracking.ipynb #8c6d400d
 def load_registered_model(name:str, # registered model name
@@ -511,6 +686,57 @@ def list_versions(name:str, profile:str|Settings|None=None)->pd.DataFrame:
     df = pd.DataFrame(rows)
     df = df.reindex(columns=_VERSION_COLUMNS + sorted(set(df.columns) - set(_VERSION_COLUMNS)))
     return df.sort_values('version', ascending=False, ignore_index=True)
+
+# %% ../nbs/08_tracking.ipynb #5fe158aa
+def _finding(ok:bool, what:str, detail:str)->dict: return {'ok': ok, 'what': what, 'detail': detail}
+
+def _first_line(e:BaseException)->str:
+    return (str(getattr(e, 'message', '') or e).strip().splitlines() or [type(e).__name__])[0]
+
+def _check_version(client:MlflowClient, cfg:TrackingConfig, mv)->list:
+    "Findings on one registered version: its artifact verified (checksums and registered manifest), its run folder present."
+    what, uri = f"{mv.name!r} v{mv.version}", client.get_model_version_download_uri(mv.name, mv.version)
+    with tempfile.TemporaryDirectory(prefix='recsys-doctor-') as d:
+        try:
+            path = Path(mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=d, tracking_uri=cfg.tracking_uri))
+            expected = mv.tags.get('recsys.model_sha256')
+            if expected and (path/'manifest.json').is_file() and sha256_file(path/'manifest.json') != expected:
+                raise ArtifactError(f"{path/'manifest.json'} differs from the one registered: the stored model folder was replaced")
+            read_manifest(path)
+            found = [_finding(True, what, 'artifact verified')]
+        except Exception as e:   # a doctor reports what it finds, it never stops at it; the copy's path named as the stored one
+            found = [_finding(False, what, f"artifact: {_first_line(e).replace(str(Path(d)/Path(uri).name), uri)}")]
+    try: run_dir = client.get_run(mv.run_id).data.tags.get('recsys.run_dir') if mv.run_id else None
+    except MlflowException: run_dir = None
+    if run_dir and not Path(run_dir).is_dir(): found.append(_finding(False, what, f"its run folder {run_dir} is gone"))
+    return found
+
+def _check_records(versions:dict, cfg:TrackingConfig)->list:
+    "Findings on the registrations the run store records in this registry: each must be a version the registry holds, from the same run."
+    found = []
+    for run, model, version, run_id in _recorded_versions(cfg):
+        mv, where = versions.get((model, version)), f"{run.parent.name}/{run.name}"
+        if mv is None: found.append(_finding(False, f"{model!r} v{version}", f"run folder {where} records it, but the registry does not hold it"))
+        elif run_id and mv.run_id != run_id:
+            found.append(_finding(False, f"{model!r} v{version}", f"run folder {where} records it from MLflow run {run_id}, but the "
+                                  f"registry's v{version} comes from run {mv.run_id}: the registry was replaced or restored from another store"))
+    return found
+
+def doctor(profile:str|Settings|None=None)->pd.DataFrame:
+    "Check the run store, the registry and the registered artifacts against each other: one row per finding (`ok`, `what`, `detail`), problems first."
+    try: cfg = check_store(profile)
+    except TrackingError as e: return pd.DataFrame([_finding(False, 'stores', str(e))])
+    if (db := _sqlite_path(cfg.registry_uri)) and not Path(db).is_file():
+        return pd.DataFrame([_finding(True, 'stores', f"no registry yet: {db} is created by the first logged run")])
+    cfg, client = _connect(profile)
+    with _errors("listing the registry", cfg):
+        versions = {(mv.name, int(mv.version)): mv for mv in client.search_model_versions(max_results=SEARCH_MODEL_VERSION_MAX_RESULTS_THRESHOLD)}
+        rows = [_finding(True, 'stores', f"tracking {_redact(cfg.tracking_uri)}, registry {_redact(cfg.registry_uri)}: "
+                                         f"{len(versions)} version(s) of {len({n for n, _ in versions})} model(s)")]
+        for mv in versions.values(): rows += _check_version(client, cfg, mv)
+    rows += _check_records(versions, cfg)
+    return pd.DataFrame(rows, columns=['ok', 'what', 'detail']).sort_values('ok', kind='stable', ignore_index=True)
+
 
 # %% ../nbs/08_tracking.ipynb #43a611f8
 def ui_command(profile:str|Settings|None=None, port:int=5000)->str:

@@ -1,6 +1,8 @@
 "The `recsys` console script, run as a user would run it."
 import subprocess
 
+import pytest
+
 from conftest import BIN
 
 
@@ -29,3 +31,26 @@ def test_bad_input_exits_2_with_one_line(clean_env):
 def test_version():
     r = recsys('--version')
     assert r.returncode == 0 and r.stdout.startswith('recsys_lib ')
+
+
+
+def patched_recsys(tmp_path, patch, *args, env):
+    "`recsys ARGS` with `patch` run first in its process: a fault the commands do not expect."
+    driver = tmp_path/'patched_recsys.py'
+    driver.write_text(f"import sys\n{patch}\nfrom recsys_lib.cli import main\nsys.exit(main(sys.argv[1:]))\n")
+    return subprocess.run([str(BIN/'python'), str(driver), *args], capture_output=True, text=True, env=env, timeout=300)
+
+
+@pytest.mark.parametrize('raised, code, line', [
+    ("ZeroDivisionError('injected')", 1, "recsys runs: error: ZeroDivisionError: injected (rerun with --debug for the traceback)"),
+    ("RecsysError('injected')", 2, "recsys runs: error: injected"),
+    ("KeyboardInterrupt()", 130, "recsys runs: interrupted"),
+])
+def test_any_error_is_one_line_and_debug_adds_the_traceback(raised, code, line, clean_env, tmp_path):
+    patch = f"import recsys_lib.runner as r\nfrom recsys_lib.core import RecsysError\ndef fault(*a, **k): raise {raised}\nr.list_runs = fault"
+    r = patched_recsys(tmp_path, patch, 'runs', env=clean_env)
+    assert (r.returncode, r.stderr.strip().splitlines()[-1]) == (code, line), r.stderr[-2000:]
+    assert 'Traceback' not in r.stderr
+    for args in (['--debug', 'runs'], ['runs', '--debug']):   # before or after the subcommand
+        r = patched_recsys(tmp_path, patch, *args, env=clean_env)
+        assert r.returncode == code and 'Traceback' in r.stderr and r.stderr.strip().splitlines()[-1] == line.split(' (rerun')[0]

@@ -21,6 +21,7 @@ from ..core import DataError, atomic_path, json_marker, sha256_file, write_json
 from ..data import IdMap
 from ..models import ARTIFACT_FORMAT, ArtifactError, NotFittedError, relative_popularity, verify_manifest
 from ..models import _id_kind_message  # the local models' wrong-kind message, word for word
+from ..models import _REDO, _check_params, _field, _json_object, _new_model, _one_line  # the local loader's checks
 from .session import SparkUnavailable, spark_session
 
 try:
@@ -367,23 +368,42 @@ def read_spark_manifest(path:Path|str)->dict:
     manifest = verify_manifest(path)
     if manifest.get('model') != SparkALS.name:
         raise ArtifactError(f"{path} holds a {manifest.get('model')!r} model, not a {SparkALS.name!r} one")
-    listed = manifest.get('files', {})
+    listed = manifest['files']
     extra = [f for f in _files(path) if f != 'manifest.json' and f not in listed]
     if extra: raise ArtifactError(f"{path} holds {len(extra)} file(s) not listed in the manifest (e.g. {extra[0]}); refusing to read them")
     absent = [p for p in _PARTS if not any(f == p or f.startswith(p + '/') for f in listed)]
     if absent: raise ArtifactError(f"{path}/manifest.json does not list the parts of a SparkALS artifact (missing {', '.join(absent)})")
     return manifest
 
+def _read_config(path:Path)->dict:
+    "The config.json of the SparkALS artifact folder `path`, every key there and of the right type."
+    f = path/'config.json'
+    config = _json_object(f)
+    if _field(config, 'model', str, f, repr(SparkALS.name)) != SparkALS.name:
+        raise ArtifactError(f"{f} names the model {config['model']!r}, not {SparkALS.name!r}: {_REDO}")
+    _check_params(SparkALS, _field(config, 'params', dict, f, "an object of SparkALS's parameters"), f)
+    for key in ('n_users', 'n_items'):
+        if _field(config, key, int, f, 'a count of ids') < 0 or isinstance(config[key], bool):
+            raise ArtifactError(f"{f}: {key!r} is {config[key]!r}; expected a count of ids: {_REDO}")
+    kinds = _field(config, 'id_kinds', dict, f, "the kinds of the ids")
+    if set(kinds) != set(ID_COLS) or not all(k in ('int', 'str') for k in kinds.values()):
+        raise ArtifactError(f"{f}: 'id_kinds' is {kinds!r}; expected 'int' or 'str' for each of {', '.join(ID_COLS)}: {_REDO}")
+    return config
+
 def _load(cls, path:Path|str)->SparkALS:
     "Load a SparkALS saved with `save`, verifying checksums first."
+    from pyspark.errors import PySparkException
     from pyspark.ml.recommendation import ALSModel
+    from py4j.protocol import Py4JJavaError
     path = Path(path).absolute()
     manifest = read_spark_manifest(path)
-    config = json.loads((path/'config.json').read_text())
-    model = cls(**config['params'])
+    config = _read_config(path)
+    model = _new_model(cls, config['params'], path/'config.json')
     spark = spark_session()
     read = lambda name: spark.read.parquet((path/name).as_uri())
-    model._set_state(ALSModel.load((path/'als').as_uri()), read('user_map'), read('item_map'), read('seen'),
+    try: als = ALSModel.load((path/'als').as_uri())
+    except (PySparkException, Py4JJavaError) as e: raise ArtifactError(f"{path/'als'} is not a model MLlib's ALSModel can load: {_one_line(e)}") from None
+    model._set_state(als, read('user_map'), read('item_map'), read('seen'),
                      config['n_users'], config['n_items'], config['id_kinds'], manifest['train_fingerprint'])
     return model
 

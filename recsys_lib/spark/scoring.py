@@ -8,7 +8,7 @@ Docs: https://recsys-lib.github.io/recsys_lib/spark_scoring.html.md"""
 
 # %% ../../nbs/12b_spark_scoring.ipynb #fcce5f0c
 from __future__ import annotations
-import functools, hashlib, json, logging, os, re, shutil, sys, tempfile, threading, time, warnings
+import functools, hashlib, json, logging, os, re, shutil, sys, tempfile, threading, time, warnings, zipfile
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import NamedTuple
@@ -18,8 +18,8 @@ import pandas as pd
 
 import recsys_lib
 from ..core import DataError, atomic_path, json_marker, sha256_file, write_json
-from ..data import IdMap
-from ..models import ArtifactError, Recommender, _id_kind, _id_kind_message, load_model, read_manifest
+from ..models import (
+    ArtifactError, Recommender, _REDO, _id_kind, _id_kind_message, _read_idmap, load_model, read_config, read_manifest)
 from .session import spark_session
 
 log = logging.getLogger(__name__)
@@ -107,12 +107,22 @@ class _Plan(NamedTuple):
     n_trained: int
     items: np.ndarray|None  # candidate ids known to the model, None for the whole catalogue
 
+def _seen_indptr(f:Path, n_users:int)->np.ndarray:
+    "The row pointers of the training history in the artifact file `f` (arrays.npz), read without the other arrays."
+    try:
+        with np.load(f, allow_pickle=False) as z: indptr = z['base.seen_indptr']
+    except KeyError: raise ArtifactError(f"{f} has no array 'base.seen_indptr': {_REDO}") from None
+    except (zipfile.BadZipFile, ValueError, OSError) as e: raise ArtifactError(f"{f} cannot be read ({e})") from None
+    if indptr.shape != (n_users + 1,) or indptr.dtype.kind not in 'iu':
+        raise ArtifactError(f"{f}: 'base.seen_indptr' is {indptr.dtype} of shape {indptr.shape}; the user map holds {n_users} users: {_REDO}")
+    return indptr
+
 def _plan(model_path, k, items, what:str)->_Plan:
     key, files = model_payload(model_path)
     path = Path(model_path)
-    manifest, config = json.loads(files['manifest.json']), json.loads(files['config.json'])
-    user_map, item_map = IdMap.load(path/'user_map.json'), IdMap.load(path/'item_map.json')
-    with np.load(path/'arrays.npz', allow_pickle=False) as z: indptr = z['base.seen_indptr']
+    manifest, config = json.loads(files['manifest.json']), read_config(path)
+    user_map, item_map = _read_idmap(path/'user_map.json'), _read_idmap(path/'item_map.json')
+    indptr = _seen_indptr(path/'arrays.npz', len(user_map))
     probe = Recommender(); probe.item_map_ = item_map  # enough for the request checks: k and the candidates
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter('always')

@@ -1,7 +1,8 @@
 """Damaged model artifacts and unsafe job archives are refused, with an error naming the file and the problem.
 
 Every test breaks something real: a copy of a saved EASE model (truncated, a byte flipped, a file deleted, a newer
-format), or a .tar.gz with a member that escapes its folder. The faults go through the public ways in: `load_model`,
+format), a saved Popularity, ItemKNN or EASE model edited by hand and re-signed (links out of the folder, manifests
+and configs of the wrong shape, arrays missing or of the wrong size), or a .tar.gz with a member that escapes its folder. The faults go through the public ways in: `load_model`,
 `recsys run pipelines/batch_inference.ipynb`, and `collect_job`, which turns a SageMaker job's archives into a run.
 """
 import io, json, os, shutil, subprocess, tarfile
@@ -14,7 +15,8 @@ import pytest
 from recsys_lib.core import sha256_file, write_json
 from recsys_lib.data import Interactions
 from recsys_lib.ease import EASE
-from recsys_lib.models import ARTIFACT_FORMAT, ArtifactError, load_model
+from recsys_lib.itemknn import ItemKNN
+from recsys_lib.models import ARTIFACT_FORMAT, ArtifactError, Popularity, load_model
 from recsys_lib.sagemaker.local import _unpack, collect_job
 from recsys_lib.synthetic import make_synthetic
 
@@ -75,16 +77,170 @@ def test_intact_artifact_loads_and_holds_no_pickle(saved):
     for f in saved.glob('*.json'): json.loads(f.read_text())
 
 
-def test_batch_inference_pipeline_refuses_a_damaged_model(saved, clean_env, tmp_path):
-    "`recsys run` with a corrupted `model_path`: a non-zero exit, one line saying why, nothing published."
+# ---- artifacts edited by hand: whoever edits a file also writes its new SHA-256 into the manifest
+
+@pytest.fixture(scope='module')
+def models(tmp_path_factory):
+    "One small fitted model of each kind, saved once; each test tampers with a copy."
+    train = Interactions.from_df(make_synthetic(n_users=60, n_items=30, n_interactions=600, seed=1))
+    root = tmp_path_factory.mktemp('models')
+    return {m.name: m.fit(train).save(root/m.name) for m in (Popularity(), ItemKNN(neighbors=10), EASE())}
+
+
+def read(d, name): return json.loads((d/name).read_text())
+
+def write(d, name, obj):
+    "Write `obj` as the JSON file `name` and, unless it is the manifest, re-sign it there."
+    (d/name).write_text(json.dumps(obj))
+    if name != 'manifest.json': resign(d, name)
+
+def resign(d, name, digest=None):
+    m = read(d, 'manifest.json'); m['files'][name] = digest or sha256_file(d/name); write(d, 'manifest.json', m)
+
+def edit_manifest(change):
+    def tamper(d, outside): m = read(d, 'manifest.json'); change(m); write(d, 'manifest.json', m)
+    return tamper
+
+def edit_config(change):
+    def tamper(d, outside): c = read(d, 'config.json'); change(c); write(d, 'config.json', c)
+    return tamper
+
+def edit_arrays(change):
+    def tamper(d, outside):
+        with np.load(d/'arrays.npz') as z: arrays = {k: z[k] for k in z.files}
+        change(arrays); np.savez(d/'arrays.npz', **arrays); resign(d, 'arrays.npz')
+    return tamper
+
+def link_file(d, outside):
+    "arrays.npz becomes a link to a copy outside the folder: the same bytes, so the checksum still matches."
+    shutil.copy(d/'arrays.npz', outside/'arrays.npz')
+    (d/'arrays.npz').unlink(); (d/'arrays.npz').symlink_to(outside/'arrays.npz')
+
+def link_folder(d, outside):
+    "A listed entry under a folder that is a link out of the artifact."
+    shutil.copy(d/'config.json', outside/'config.json')
+    (d/'sub').symlink_to(outside); resign(d, 'sub/config.json')
+
+def outside_entry(entry):
+    def tamper(d, outside):
+        (outside/'x').write_text('secret'); resign(d, entry(outside), sha256_file(outside/'x'))
+    return tamper
+
+def drop(key): return lambda a: a.pop(key)
+def drop_model_array(a): a.pop(next(k for k in a if k.startswith('model.')))
+def shrink_model_arrays(a): a.update({k: v[:-1] for k, v in a.items() if k.startswith('model.')})
+
+TAMPER = {  # fault -> (tamper(artifact, outside folder), what the error must say); {d} is the artifact folder
+    'symlinked_file': (link_file, '{d}/arrays.npz is a symbolic link'),
+    'symlinked_folder': (link_folder, '{d}/sub is a symbolic link'),
+    'parent_entry': (outside_entry(lambda out: '../outside/x'), "{d}/manifest.json lists '../outside/x', outside the artifact"),
+    'absolute_entry': (outside_entry(lambda out: str(out/'x')), "{d}/manifest.json lists '{out}/x', outside the artifact"),
+    'manifest_not_a_dict': (lambda d, out: (d/'manifest.json').write_text('[1, 2]'), '{d}/manifest.json holds a list; expected a JSON object'),
+    'files_a_list': (edit_manifest(lambda m: m.update(files=sorted(m['files']))), "{d}/manifest.json: 'files' is a list; expected"),
+    'digest_not_a_string': (edit_manifest(lambda m: m['files'].update({'arrays.npz': 123})), "{d}/manifest.json: the SHA-256 of 'arrays.npz' is 123; expected"),
+    'format_version_true': (edit_manifest(lambda m: m.update(format_version=True)), '{d} has artifact format True; this recsys_lib reads format'),
+    'fingerprint_missing': (edit_manifest(lambda m: m.pop('train_fingerprint')), "{d}/manifest.json: 'train_fingerprint' is missing"),
+    'config_not_a_dict': (lambda d, out: write(d, 'config.json', ['ease']), '{d}/config.json holds a list; expected a JSON object'),
+    'unknown_parameter': (edit_config(lambda c: c['params'].update(depth=3)), "{d}/config.json: unknown parameter 'depth' for "),
+    'params_missing': (edit_config(lambda c: c.pop('params')), "{d}/config.json: 'params' is missing"),
+    'params_not_a_dict': (edit_config(lambda c: c.update(params=[1, 2])), "{d}/config.json: 'params' is a list; expected"),
+    'model_missing': (edit_config(lambda c: c.pop('model')), "{d}/config.json: 'model' is missing"),
+    'model_unknown': (edit_config(lambda c: c.update(model='svd')), "{d}/config.json names the unknown model 'svd'; known:"),
+    'id_map_damaged': (lambda d, out: write(d, 'user_map.json', {'kind': 'float', 'ids': [1.5]}), '{d}/user_map.json is not an id map'),
+    'base_array_missing': (edit_arrays(drop('base.seen_indptr')), "{d}/arrays.npz has no array 'base.seen_indptr'"),
+    'model_array_missing': (edit_arrays(drop_model_array), "{d}/arrays.npz has no array 'model."),
+    'model_arrays_shrunk': (edit_arrays(shrink_model_arrays), '{d}/arrays.npz does not hold a valid '),
+}
+
+
+@pytest.mark.parametrize('name', ['popularity', 'itemknn', 'ease'])
+@pytest.mark.parametrize('fault', TAMPER)
+def test_tampered_artifact_is_refused(models, tmp_path, fault, name):
+    "A re-signed artifact passes every checksum, so the loader must check what it reads: one `ArtifactError` naming the file."
+    tamper, expected = TAMPER[fault]
+    copy, outside = shutil.copytree(models[name], tmp_path/'model'), tmp_path/'outside'
+    outside.mkdir()
+    tamper(copy, outside)
+    with pytest.raises(ArtifactError) as e: load_model(copy)
+    message = str(e.value)
+    assert expected.format(d=copy, out=outside) in message and '\n' not in message, message
+
+
+def test_model_folder_reached_through_a_link_loads(models, tmp_path):
+    "The control: links inside an artifact are refused, but the folder itself may be a link (a `current` pointer)."
+    (tmp_path/'current').symlink_to(models['ease'], target_is_directory=True)
+    assert isinstance(load_model(tmp_path/'current'), EASE)
+
+
+# ---- the Spark ALS artifact: Spark reads whole folders, so a link anywhere under it is refused
+
+@pytest.fixture(scope='module')
+def spark_saved(tmp_path_factory):
+    "A tiny SparkALS saved once; each test tampers with a copy."
+    pytest.importorskip('pyspark')
+    from recsys_lib.spark.als import SparkALS
+    from recsys_lib.spark.session import spark_session
+    df = spark_session().createDataFrame(make_synthetic(n_users=40, n_items=20, n_interactions=300, seed=2))
+    return SparkALS(factors=4, iterations=2, blocks=1).fit(df).save(tmp_path_factory.mktemp('spark')/'als')
+
+def link_part_folder(d, outside):
+    "seen/ becomes a link to a copy outside: the listed part files keep their paths and checksums."
+    shutil.copytree(d/'seen', outside/'seen'); shutil.rmtree(d/'seen'); (d/'seen').symlink_to(outside/'seen')
+
+def link_unlisted_folder(d, outside):
+    "A link to a folder of Parquet files inside seen/, listed nowhere: Spark would read it as a partition."
+    shutil.copytree(d/'seen', outside/'more'); (d/'seen'/'day=2').symlink_to(outside/'more')
+
+def edit_als_metadata(d):
+    "MLlib's own metadata names another class, re-signed: MLlib's error becomes one line naming the folder."
+    part = next(p for p in (d/'als'/'metadata').glob('part-*') if p.stat().st_size)
+    part.write_text(part.read_text().replace('org.apache.spark.ml.recommendation.ALSModel', 'org.apache.spark.ml.feature.PCAModel'))
+    resign(d, part.relative_to(d).as_posix())
+
+SPARK_TAMPER = {
+    'symlinked_part_folder': (link_part_folder, '{d}/seen is a symbolic link'),
+    'symlinked_unlisted_folder': (link_unlisted_folder, '{d}/seen/day=2 is a symbolic link'),
+    'files_a_list': (edit_manifest(lambda m: m.update(files=sorted(m['files']))), "{d}/manifest.json: 'files' is a list; expected"),
+    'config_not_a_dict': (lambda d, out: write(d, 'config.json', 'spark_als'), '{d}/config.json holds a str; expected a JSON object'),
+    'unknown_parameter': (edit_config(lambda c: c['params'].update(rank=3)), "{d}/config.json: unknown parameter 'rank' for SparkALS; it accepts factors, "),
+    'params_missing': (edit_config(lambda c: c.pop('params')), "{d}/config.json: 'params' is missing"),
+    'model_missing': (edit_config(lambda c: c.pop('model')), "{d}/config.json: 'model' is missing"),
+    'count_missing': (edit_config(lambda c: c.pop('n_items')), "{d}/config.json: 'n_items' is missing"),
+    'count_not_a_number': (edit_config(lambda c: c.update(n_users='40')), "{d}/config.json: 'n_users' is a str; expected"),
+    'als_metadata_edited': (lambda d, out: edit_als_metadata(d), "{d}/als is not a model MLlib's ALSModel can load"),
+    'id_kinds_wrong': (edit_config(lambda c: c.update(id_kinds={'user_id': 'float'})), "{d}/config.json: 'id_kinds' is {{'user_id': 'float'}}; expected 'int' or 'str' for each of user_id, item_id"),
+}
+
+
+@pytest.mark.parametrize('fault', SPARK_TAMPER)
+def test_tampered_spark_artifact_is_refused(spark_saved, tmp_path, fault):
+    from recsys_lib.spark.als import SparkALS
+    tamper, expected = SPARK_TAMPER[fault]
+    copy, outside = shutil.copytree(spark_saved, tmp_path/'model'), tmp_path/'outside'
+    outside.mkdir()
+    tamper(copy, outside)
+    with pytest.raises(ArtifactError) as e: SparkALS.load(copy)
+    message = str(e.value)
+    assert expected.format(d=copy) in message and '\n' not in message, message
+
+
+CLI_FAULTS = {  # fault -> (tamper, the reason `recsys run` must print)
+    'byte_flipped': (lambda d: flip_byte(d), '{d}/config.json does not match its SHA-256'),
+    'unknown_parameter': (lambda d: edit_config(lambda c: c['params'].update(depth=3))(d, None), "{d}/config.json: unknown parameter 'depth'"),
+}
+
+@pytest.mark.parametrize('fault', CLI_FAULTS)
+def test_batch_inference_pipeline_refuses_a_damaged_model(saved, clean_env, tmp_path, fault):
+    "`recsys run` with a corrupted or hand-edited `model_path`: a non-zero exit, one line saying why, nothing published."
+    tamper, expected = CLI_FAULTS[fault]
     copy = shutil.copytree(saved, tmp_path/'model')
-    flip_byte(copy)
+    tamper(copy)
     r = subprocess.run([str(BIN/'recsys'), 'run', str(ROOT/'pipelines'/'batch_inference.ipynb'), '-p', 'model_path', str(copy),
                         '--no-progress', '--no-track'], capture_output=True, text=True, env=clean_env, timeout=600)
     assert r.returncode != 0
     reason = [line for line in r.stderr.splitlines() if line.startswith('recsys run:')]
     assert len(reason) == 1, r.stderr[-3000:]
-    assert 'ArtifactError' in reason[0] and f'{copy}/config.json does not match its SHA-256' in reason[0], reason[0]
+    assert 'ArtifactError' in reason[0] and expected.format(d=copy) in reason[0], reason[0]
     assert not [p for p in (tmp_path/'data').rglob('*') if p.is_file()]  # neither published/ nor anything else
     manifest, = (tmp_path/'runs'/'batch_inference').glob('*/manifest.json')
     assert json.loads(manifest.read_text())['status'] == 'failed'
@@ -164,3 +320,21 @@ def test_collect_job_refuses_a_malicious_model_archive_and_registers_nothing(sav
     ok = collect_job(output, clean, tmp_path/'runs', 'job-ok', exit_code=0, backend='sagemaker-local')
     assert ok.status == 'succeeded' and isinstance(load_model(ok.run_dir/'model'), EASE)
     assert register_run(ok.run_dir)['version'] == 1 and len(tracking.list_versions('faults')) == 1
+
+
+SPARK_SCORING_TAMPER = ['config_not_a_dict', 'model_missing', 'model_unknown', 'params_not_a_dict', 'unknown_parameter',
+                        'id_map_damaged', 'base_array_missing']
+
+@pytest.mark.parametrize('fault', SPARK_SCORING_TAMPER)
+def test_spark_scoring_refuses_a_tampered_artifact_on_the_driver(models, tmp_path, fault):
+    "Spark batch scoring reads the artifact through the loader's checks: the same one-line `ArtifactError`, before any job."
+    pytest.importorskip('pyspark')
+    from recsys_lib.spark.scoring import spark_batch_recommend
+    tamper, expected = TAMPER[fault]
+    copy, outside = shutil.copytree(models['ease'], tmp_path/'model'), tmp_path/'outside'
+    outside.mkdir()
+    tamper(copy, outside)
+    with pytest.raises(ArtifactError) as e: spark_batch_recommend(copy, tmp_path/'reco', k=3, partitions=1)
+    message = str(e.value)
+    assert expected.format(d=copy, out=outside) in message and '\n' not in message, message
+    assert not (tmp_path/'reco').exists()

@@ -42,7 +42,21 @@ def test_save_batch_and_publish_refuse_a_folder_of_other_files(model, tmp_path):
     # an earlier output of the same kind is replaced, as before
     model.save(tmp_path/'model'); model.save(tmp_path/'model')
     publish(out, tmp_path/'pub'); publish(out, tmp_path/'pub')
-    with pytest.raises(DestinationError, match="refusing to replace"): model.save(tmp_path/'pub')  # a batch output is no model
+    with pytest.raises(DestinationError, match="refusing to replace"): model.save(tmp_path/'reco')  # a batch output is no model
+
+
+def test_writers_refuse_a_published_link(model, tmp_path):
+    "A model or a batch output written onto a published folder (a link to its newest version) would replace the link: refused, nothing changed."
+    from recsys_lib.core import DestinationError
+    from recsys_lib.inference import batch_recommend, read_recommendations
+    from recsys_lib.pipeline import publish
+    out = batch_recommend(model, tmp_path/'reco', k=2, progress=False) and tmp_path/'reco'
+    pub = publish(out, tmp_path/'pub')
+    target, before = os.readlink(pub), read_recommendations(pub)
+    for write in (lambda d: model.save(d), lambda d: batch_recommend(model, d, k=2, progress=False)):
+        with pytest.raises(DestinationError, match=r"pub is a symbolic link .*publish it with `publish_output`"): write(pub)
+        assert os.readlink(pub) == target and read_recommendations(pub).equals(before)
+    assert sorted(os.listdir(tmp_path)) == ['.pub.versions', 'pub', 'reco']
 
 
 def test_saving_onto_a_file_is_one_clear_error(model, tmp_path):

@@ -73,3 +73,63 @@ def test_signal_to_recsys_run_records_interrupted_and_stops_the_kernel(sig, name
         if not os.path.exists(f'/proc/{kernel}') or open(f'/proc/{kernel}/stat').read().split(')')[-1].split()[0] == 'Z': break
         time.sleep(0.1)
     else: pytest.fail("the kernel outlived the interrupted run")
+
+
+def _patched_recsys(tmp_path, patch: str):
+    "A `recsys` that runs `patch` in the runner process first (never in the kernel): a fault inside the runner itself."
+    driver = tmp_path/'patched_recsys.py'
+    driver.write_text(f"import sys\n{patch}\nfrom recsys_lib.cli import main\nsys.exit(main(sys.argv[1:]))\n")
+    return [str(BIN/'python'), str(driver)]
+
+
+FLOOD = "import logging\nflood = logging.getLogger('flood')\nfor i in range({lines}): flood.warning('line %d of a flood', i)"
+
+
+def test_a_flood_of_output_is_recorded_in_full(clean_env, tmp_path):
+    "100k logging lines outrun papermill's 4 s wait for a cell's output: it was taken for --timeout and crashed the runner."
+    path, n = _train_with(tmp_path, FLOOD.format(lines=100_000))
+    p = _start(path, '--no-track', env=clean_env)
+    out, err = p.communicate(timeout=600)
+    assert p.returncode == 0 and 'Traceback' not in err, err[-2000:]
+    run, = (tmp_path/'runs'/'train').iterdir()
+    assert json.loads((run/'manifest.json').read_text())['status'] == 'succeeded'
+    last = nbformat.read(run/'train.ipynb', as_version=4).cells[-1]
+    assert 'line 99999 of a flood' in ''.join(o.get('text', '') for o in last.outputs)
+
+
+def test_output_still_arriving_after_the_wait_is_not_the_users_timeout(clean_env, tmp_path):
+    "Waiting 1 s for a cell's last output (papermill waits 4), a flood ends the run `failed`, named for what it is."
+    path, n = _train_with(tmp_path, FLOOD.format(lines=60_000))
+    r = subprocess.run([*_patched_recsys(tmp_path, "import recsys_lib.runner as r; r.OUTPUT_WAIT_S = 1"), 'run', str(path),
+                        '-p', 'preset', 'tiny', '-p', 'model', 'popularity', '-p', 'registered_model', 'faulty', '--no-progress',
+                        '--timeout', '600'], env=clean_env, capture_output=True, text=True, timeout=600)
+    line = one_line_error(r, 1)
+    reason = f"cell {n} ended, but its output was still arriving 1 s later"
+    assert line.startswith(f"recsys run: failed: {reason}") and 'timed out' not in line
+    run, = (tmp_path/'runs'/'train').iterdir()
+    manifest = json.loads((run/'manifest.json').read_text())
+    assert manifest['status'] == 'failed' and manifest['reason'].startswith(reason) and manifest['ended_at']
+    assert mlflow_client(clean_env).search_registered_models() == []
+
+
+@pytest.mark.parametrize('patch, reason', [
+    # the red team's crash: a bug in the runner's own diagnosis, after the notebook ran
+    ("import recsys_lib.runner as r\ndef bug(*a, **k): raise TypeError('unsupported format string passed to NoneType.__format__')\n"
+     "r._diagnose = bug", "runner error: TypeError: unsupported format string passed to NoneType.__format__"),
+    # papermill's own bookkeeping failing while the kernel runs (a full disk when it saves the notebook, say)
+    ("import papermill.engines as e\nreal = e.NotebookExecutionManager.cell_complete\n"
+     "def full(self, cell, cell_index=None, **k):\n    if 'the last cell' in cell.source: raise OSError(28, 'No space left on device')\n"
+     "    return real(self, cell, cell_index, **k)\ne.NotebookExecutionManager.cell_complete = full",
+     "runner error: OSError: [Errno 28] No space left on device (during cell {n})"),
+])
+def test_an_exception_in_the_runner_still_ends_the_run_recorded(patch, reason, clean_env, tmp_path):
+    path, n = _train_with(tmp_path, "print('the last cell')")
+    r = subprocess.run([*_patched_recsys(tmp_path, patch), 'run', str(path), '-p', 'preset', 'tiny', '-p', 'model', 'popularity',
+                        '-p', 'registered_model', 'faulty', '--no-progress'], env=clean_env, capture_output=True, text=True, timeout=600)
+    line, reason = one_line_error(r, 1), reason.format(n=n)
+    assert line.startswith(f"recsys run: failed: {reason}"), line
+    run, = (tmp_path/'runs'/'train').iterdir()
+    manifest = json.loads((run/'manifest.json').read_text())
+    assert (manifest['status'], manifest['reason']) == ('failed', reason) and manifest['ended_at']
+    assert 'Traceback' in manifest['traceback']                                        # kept for a bug report, not printed
+    assert mlflow_client(clean_env).search_registered_models() == []

@@ -1,7 +1,7 @@
 """Faults of pipeline runs driven through the `recsys` command, as a scheduler would: bad parameters and settings are
 refused before anything runs, a store that cannot hold a run folder is named, a failed run is rerun exactly, and two
 runs registering at the same moment both land in the embedded MLflow store."""
-import json, shutil, subprocess
+import json, os, shutil, subprocess
 
 import nbformat
 import pytest
@@ -159,3 +159,82 @@ def test_crash_inside_registration_is_completed_by_registering_again(crash_at, c
     assert again['version'] == 1 and [int(v.version) for v in client.search_model_versions("name='crashy'")] == [1]
     assert client.get_registered_model('crashy').aliases == {'challenger': 1}
     assert len(client.search_runs([e.experiment_id for e in client.search_experiments()])) == 1   # the run is logged once
+
+
+def test_parameter_mlflow_cannot_store_is_refused_before_anything_runs(clean_env, tmp_path):
+    "It used to fail only after the run succeeded, when the run was logged to MLflow, with exit 2."
+    line = one_line_error(recsys('run', TRAIN, '-p', 'preset', 'tiny', '-p', 'registered_model', 'm' * 6001, env=clean_env), 2)
+    assert "parameter 'registered_model' is 6001 characters long; MLflow keeps at most 6000" in line
+    assert not (tmp_path/'runs').exists() and not (tmp_path/'mlflow.db').exists()
+
+
+def test_a_damaged_store_is_refused_before_anything_runs(clean_env, tmp_path):
+    "A store that cannot be logged to is found before the notebook runs: exit 2, no run folder."
+    (tmp_path/'mlflow.db').write_text('this is not a database\n' * 100)
+    r = recsys('run', TRAIN, '-p', 'preset', 'tiny', '-p', 'model', 'popularity', '-p', 'registered_model', 'lost',
+               '--no-progress', env=clean_env)
+    line = one_line_error(r, 2)
+    assert 'mlflow.db is not a usable SQLite database' in line and not (tmp_path/'runs').exists()
+
+
+def test_store_that_fails_when_the_run_is_logged_keeps_the_run_succeeded(clean_env, tmp_path):
+    "The store breaks while the notebook runs: the notebook succeeded and its record says so; the failed logging is recorded beside it, exit 1."
+    from recsys_lib.params import new_notebook
+    db = tmp_path/'mlflow.db'
+    nb = new_notebook(tmp_path/'breaks_store.ipynb', f'db: str = {str(db)!r}  # the store to damage', "open(db, 'w').write('not a database\\n' * 100)")
+    r = recsys('run', str(nb), '--no-progress', env=clean_env)
+    line = one_line_error(r, 1)
+    run, = (tmp_path/'runs'/'breaks_store').iterdir()
+    assert line.startswith(f"recsys run: succeeded, but logging it to MLflow failed: ") and str(run) in line
+    manifest = json.loads((run/'manifest.json').read_text())
+    assert manifest['status'] == 'succeeded' and manifest['tracking_error']
+
+
+def _permissions_apply():
+    "preexec_fn under which file permissions bind a subprocess even when the tests run as root; skip where they cannot."
+    if os.geteuid() != 0: return None
+    import ctypes
+    libc = ctypes.CDLL(None, use_errno=True)
+    def drop_override():   # CAP_DAC_OVERRIDE and CAP_DAC_READ_SEARCH, out of the bounding set: root then obeys file modes
+        for cap in (1, 2):
+            if libc.prctl(24, cap, 0, 0, 0): raise OSError(ctypes.get_errno(), 'prctl(PR_CAPBSET_DROP)')
+    try: subprocess.run(['true'], preexec_fn=drop_override, check=True)
+    except (OSError, subprocess.SubprocessError): pytest.skip("running as root and cannot drop CAP_DAC_OVERRIDE: permissions have no effect")
+    return drop_override
+
+
+@pytest.fixture
+def two_runs(clean_env, tmp_path, monkeypatch):
+    "A run of `train` and one of `evaluate` (tiny notebooks) under tmp_path/runs."
+    from recsys_lib.params import new_notebook
+    from recsys_lib.runner import run_notebook
+    for k, v in clean_env.items():
+        if k.startswith('RECSYS_'): monkeypatch.setenv(k, v)
+    return {stem: run_notebook(new_notebook(tmp_path/f'{stem}.ipynb', f'x: int = {x}  # a number', 'x + 1'), progress=False).run_dir
+            for x, stem in enumerate(('train', 'evaluate'))}   # different parameters: different folder names
+
+
+def test_unreadable_run_folders_are_named_not_crashed_on_or_hidden(two_runs, clean_env, tmp_path):
+    as_user = _permissions_apply()
+    def cli(*args): return subprocess.run([str(BIN/'recsys'), *args], env=clean_env, capture_output=True, text=True,
+                                          timeout=300, preexec_fn=as_user)
+    train, evaluate = two_runs['train'], two_runs['evaluate']
+    for locked, file in [(train.parent, None), (train, None), (train, 'manifest.json')]:
+        target = locked/file if file else locked
+        target.chmod(0)
+        try:
+            r = cli('runs')                                    # lists the readable runs, names the rest on one line
+            assert r.returncode == 0 and 'Traceback' not in r.stderr, r.stderr
+            assert evaluate.name in r.stdout and train.name not in r.stdout
+            warning, = [l for l in r.stderr.splitlines() if 'cannot read' in l]
+            assert str(target) in warning and 'permissions' in warning
+            for args in (['show', f'train/{train.name}'], ['rerun', f'train/{train.name}', '--no-track'], ['show', train.name]):
+                line = one_line_error(cli(*args), 2)           # nothing ran: refused, naming what to fix
+                assert 'cannot read' in line and 'permissions' in line, line
+                assert str(target) in line, line
+        finally: target.chmod(0o755 if file is None else 0o644)
+    assert sorted(p.name for p in (tmp_path/'runs'/'train').iterdir()) == [train.name]   # no rerun started
+    (train/'params.json').chmod(0)
+    try: line = one_line_error(cli('rerun', f'train/{train.name}', '--no-track'), 2)   # never a rerun with default parameters
+    finally: (train/'params.json').chmod(0o644)
+    assert str(train/'params.json') in line
