@@ -93,7 +93,7 @@ def test_training_job_request_and_staging(aws, wheel, tmp_path, monkeypatch):
     assert {k.rsplit('/', 1)[1] for k in _keys(aws, code)} == {'train.ipynb', 'settings.ini', wheel.name}
     assert _keys(aws, channels['data'][len(f's3://{BUCKET}/'):])[0].endswith('interactions.csv')
     # the command installs this very wheel and runs the entrypoint
-    assert f"'./{wheel.name}[train,pipelines]'" in json.loads(
+    assert f"'./{wheel.name}[{','.join(cloud.JOB_EXTRAS)}]'" in json.loads(
         aws.s3.get_object(Bucket=BUCKET, Key=_keys(aws, channels['sm_drivers'][len(f's3://{BUCKET}/'):] + '/sourcecode.json')[0])['Body'].read())['command']
 
 
@@ -264,8 +264,9 @@ def test_recsys_schedule_dry_run_and_local_crontab(clean_env, tmp_path):
     step = out['pipeline_definition']['Steps'][0]
     assert step['Type'] == 'Training' and step['Arguments']['HyperParameters'] == {'recsys_notebook': 'train.ipynb', 'model': 'ease'}
     req = out['create_schedule_request']
-    assert req['ScheduleExpression'] == 'cron(0 3 ? * 2-6 *)' and json.loads(req['Target']['Input']) == {'PipelineName': 'recsys-train'}
-    assert req['Target']['RoleArn'] == 'arn:aws:iam::111122223333:role/recsys-sagemaker-execution'
+    assert req['ScheduleExpression'] == 'cron(0 3 ? * 2,3,4,5,6 *)'
+    assert req['Target']['Arn'] == 'arn:aws:sagemaker:eu-west-1:111122223333:pipeline/recsys-train'
+    assert req['Target']['RoleArn'] == 'arn:aws:iam::111122223333:role/recsys-eventbridge-scheduler'
     r = subprocess.run([str(BIN/'recsys'), 'schedule', nb, '--cron', '0 3 * * *', '-p', 'model', 'ease'],
                        capture_output=True, text=True, env=env, timeout=120)
     assert r.returncode == 0 and r.stdout.startswith('0 3 * * * cd ') and "run " + nb in r.stdout and '-p model ease' in r.stdout
@@ -330,7 +331,7 @@ def test_scheduled_pipeline_request(aws, wheel):
     assert {i['InputName'] for i in args['ProcessingInputs']} == {'code', 'config', 'model'}
     schedule = aws.scheduler.get_schedule(Name='recsys-batch-inference')
     assert schedule['ScheduleExpression'] == 'cron(15 5 * * ? *)'
-    assert schedule['Target']['Arn'] == 'arn:aws:scheduler:::aws-sdk:sagemaker:startPipelineExecution'
+    assert schedule['Target']['Arn'] == aws.sagemaker.describe_pipeline(PipelineName='recsys-batch-inference')['PipelineArn']
 
 
 @pytest.mark.aws
@@ -344,3 +345,245 @@ def test_real_account_train_job():
                             profile=profile, poll_s=30)
     assert res.ok, res.reason
     assert res.metrics['test_ndcg@10'] > 0 and res.tracked.get('version')
+
+
+def _optional_modules()->dict:
+    "Top-level import name -> the pyproject extras (not dev) whose requirements provide it."
+    import re, tomllib
+    from importlib.metadata import packages_distributions
+    norm = lambda n: re.sub(r'[-_.]+', '-', n).lower()
+    provides = {}
+    for module, dists in packages_distributions().items():
+        for d in dists: provides.setdefault(norm(d), set()).add(module)
+    extras = tomllib.loads((ROOT/'pyproject.toml').read_text())['project']['optional-dependencies']
+    out = {}
+    for extra, reqs in extras.items():
+        if extra == 'dev': continue
+        for req in reqs:
+            for module in provides.get(norm(re.match(r'[A-Za-z0-9._-]+', req).group()), ()): out.setdefault(module, set()).add(extra)
+    return out
+
+
+def _imports(tree, top_level:bool)->set:
+    "Absolute module names imported by `tree`'s own statements (top_level) or anywhere in it (lazy imports in functions too)."
+    import ast
+    nodes = tree.body if top_level else ast.walk(tree)
+    out = set()
+    for n in nodes:
+        if isinstance(n, ast.Import): out |= {a.name for a in n.names}
+        elif isinstance(n, ast.ImportFrom) and n.level == 0: out.add(n.module)
+    return out
+
+
+def test_job_installs_the_extras_each_pipeline_notebook_imports():
+    """The staged job installs the wheel with some extras; every module a pipeline notebook imports unconditionally
+    must find the optional packages it uses (lazily too: the notebook calls those functions) among them.
+    The spark extra is left out: its imports sit behind engine == 'spark', which needs Java the job image lacks."""
+    import ast, re
+    from pathlib import Path
+    installed = set(re.search(r"\.whl\[([^\]]*)\]", cloud.container_command('recsys_lib-0.1-py3-none-any.whl', 'training')).group(1).split(','))
+    optional = _optional_modules()
+    assert optional.get('mlflow') == {'tracking'} and optional.get('papermill') == {'pipelines'}   # the mapping itself works
+    missing = {}
+    for nb in sorted((ROOT/'pipelines').glob('*.ipynb')):
+        cells = [''.join(c['source']) for c in json.loads(nb.read_text())['cells'] if c['cell_type'] == 'code']
+        modules = set()
+        for src in cells:
+            src = '\n'.join(l for l in src.splitlines() if not l.lstrip().startswith(('%', '!')))
+            modules |= _imports(ast.parse(src), top_level=True)
+        for m in modules:
+            uses = ({m} if not m.startswith('recsys_lib') else
+                    _imports(ast.parse((ROOT/Path(*m.split('.'))).with_suffix('.py').read_text()), top_level=False))
+            for u in uses:
+                for extra in optional.get(u.split('.')[0], set()) - installed - {'spark'}:
+                    missing.setdefault(nb.name, set()).add(f"{extra} (for {m}: {u})")
+    assert not missing, f"the job installs [{','.join(sorted(installed))}] but: {missing}"
+
+
+def _batch_model(tmp_path):
+    from recsys_lib.models import Popularity
+    from recsys_lib.data import Interactions
+    from recsys_lib.synthetic import make_synthetic, SYNTHETIC_PRESETS
+    Popularity().fit(Interactions.from_df(make_synthetic(**SYNTHETIC_PRESETS['tiny']))).save(tmp_path/'model')
+    return tmp_path/'model'
+
+
+def test_kms_key_is_left_off_volumes_of_instance_types_with_local_storage(aws, wheel, tmp_path, monkeypatch, caplog):
+    "botocore: VolumeKmsKeyId cannot be requested for instance types with local (NVMe) storage, which the hardware encrypts."
+    import logging
+    key = 'arn:aws:kms:eu-west-1:111122223333:key/1234abcd-12ab-34cd-56ef-1234567890ab'
+    monkeypatch.setenv('RECSYS_SAGEMAKER_KMS_KEY', key)
+    training, processing = _capture(aws, 'CreateTrainingJob'), _capture(aws, 'CreateProcessingJob')
+    model = _batch_model(tmp_path)
+    with caplog.at_level(logging.INFO, logger='recsys_lib.sagemaker.cloud'):
+        for instance_type in ('ml.g5.xlarge', 'ml.m5.xlarge'):
+            monkeypatch.setenv('RECSYS_SAGEMAKER_INSTANCE_TYPE', instance_type)
+            submit_job(ROOT/'pipelines'/'train.ipynb', {'preset': 'tiny'}, clients=aws, wheel=wheel)
+            submit_job(ROOT/'pipelines'/'batch_inference.ipynb', {'model_path': '$SM_CHANNEL_MODEL'}, channels={'model': model},
+                       clients=aws, wheel=wheel)
+    nvme, ebs = training
+    assert 'VolumeKmsKeyId' not in nvme['ResourceConfig'] and nvme['OutputDataConfig']['KmsKeyId'] == key
+    assert ebs['ResourceConfig']['VolumeKmsKeyId'] == key and ebs['OutputDataConfig']['KmsKeyId'] == key
+    nvme, ebs = processing
+    assert 'VolumeKmsKeyId' not in nvme['ProcessingResources']['ClusterConfig']
+    assert all(o['S3Output'].get('KmsKeyId', nvme['ProcessingOutputConfig'].get('KmsKeyId')) == key for o in nvme['ProcessingOutputConfig']['Outputs'])
+    assert ebs['ProcessingResources']['ClusterConfig']['VolumeKmsKeyId'] == key
+    assert "ml.g5.xlarge has local NVMe storage" in caplog.text
+
+
+def test_processing_job_runs_on_its_own_instance_count(aws, wheel, tmp_path, monkeypatch):
+    "Each processing instance would rerun the whole notebook: the training instance_count does not apply."
+    monkeypatch.setenv('RECSYS_SAGEMAKER_INSTANCE_COUNT', '3')
+    sent = _capture(aws, 'CreateProcessingJob')
+    submit_job(ROOT/'pipelines'/'batch_inference.ipynb', {'model_path': '$SM_CHANNEL_MODEL'}, channels={'model': _batch_model(tmp_path)},
+               clients=aws, wheel=wheel)
+    assert sent[0]['ProcessingResources']['ClusterConfig']['InstanceCount'] == cloud.PROCESSING_INSTANCE_COUNT == 1
+
+
+def test_processing_entrypoint_past_the_service_limit_is_refused_before_staging(aws, wheel, tmp_path):
+    import shutil
+    long_wheel = tmp_path/f"recsys_lib-0.1.0+{'a' * 60}-py3-none-any.whl"
+    shutil.copy(wheel, long_wheel)
+    with pytest.raises(Exception, match=r"container entrypoint is \d+ characters; SageMaker allows 256"):
+        submit_job(ROOT/'pipelines'/'batch_inference.ipynb', {'model_path': '$SM_CHANNEL_MODEL'},
+                   channels={'model': _batch_model(tmp_path)}, clients=aws, wheel=long_wheel)
+    assert _keys(aws) == []
+
+
+def test_two_submissions_in_the_same_second_get_different_names(aws, wheel, tmp_path, monkeypatch):
+    import datetime as dt
+    import sagemaker.train.utils as sdk_utils
+    class Frozen(dt.datetime):
+        @classmethod
+        def now(cls, tz=None): return cls(2026, 12, 6, 3, 0, 0, 500000, tzinfo=tz)
+    monkeypatch.setattr(cloud, 'datetime', Frozen)
+    monkeypatch.setattr(sdk_utils, 'datetime', Frozen)
+    model = _batch_model(tmp_path)
+    names = [submit_job(ROOT/'pipelines'/'train.ipynb', {'preset': 'tiny'}, clients=aws, wheel=wheel).name for _ in range(2)]
+    names += [submit_job(ROOT/'pipelines'/'batch_inference.ipynb', {'model_path': '$SM_CHANNEL_MODEL'}, channels={'model': model},
+                         clients=aws, wheel=wheel).name for _ in range(2)]
+    assert len(set(names)) == 4, names
+    assert all(cloud.JOB_NAME.fullmatch(n) for n in names), names
+
+
+def test_scheduled_runs_write_to_a_prefix_of_their_own(aws, wheel):
+    "Each execution of a scheduled processing job writes under its pipeline execution id, so runs never overwrite each other."
+    from recsys_lib.sagemaker.schedule import schedule_job
+    out = schedule_job(ROOT/'pipelines'/'batch_inference.ipynb', '0 5 * * *', {'model_path': '$SM_CHANNEL_MODEL'},
+                       channels={'model': f's3://{BUCKET}/models/ease/'}, dry_run=True, wheel=wheel)
+    outputs = out['pipeline']['Steps'][0]['Arguments']['ProcessingOutputConfig']['Outputs']
+    for o in outputs:
+        uri = o['S3Output']['S3Uri']
+        assert isinstance(uri, dict) and {'Get': 'Execution.PipelineExecutionId'} in uri['Std:Join']['Values'], uri
+
+
+def _model_problems(client, operation:str, params:dict)->list:
+    """Where `params` break the service model of `client`'s `operation`: botocore's own validator (required members, types,
+    minimums) and what it leaves to the service (maximums, patterns, enums)."""
+    import re
+    from botocore.validate import ParamValidator
+    shape = client.meta.service_model.operation_model(operation).input_shape
+    report = ParamValidator().validate(params, shape)
+    problems = [report.generate_report()] if report.has_errors() else []
+    def walk(value, shape, path):
+        m = shape.metadata
+        if shape.type_name == 'structure':
+            for k, v in value.items():
+                if k in shape.members: walk(v, shape.members[k], f'{path}.{k}')
+        elif shape.type_name == 'list':
+            if len(value) > m.get('max', len(value)): problems.append(f"{path}: {len(value)} items, at most {m['max']}")
+            for i, v in enumerate(value): walk(v, shape.member, f'{path}[{i}]')
+        elif shape.type_name == 'string':
+            if len(value) > m.get('max', len(value)): problems.append(f"{path}: {len(value)} characters, at most {m['max']}")
+            if 'pattern' in m and not re.fullmatch(m['pattern'], value): problems.append(f"{path}: {value!r} does not match {m['pattern']}")
+            if shape.enum and value not in shape.enum: problems.append(f"{path}: {value!r} not in {shape.enum}")
+        elif shape.type_name in ('integer', 'long') and value > m.get('max', value):
+            problems.append(f"{path}: {value} is over {m['max']}")
+    walk(params, shape, operation)
+    return problems
+
+
+def _capture_scheduler(aws, operation):
+    sent = []
+    aws.scheduler.meta.events.register(f'provide-client-params.scheduler.{operation}', lambda params, **kw: sent.append(params))
+    return sent
+
+
+def test_schedule_without_a_scheduler_role_is_refused_before_anything_is_sent(aws, wheel, monkeypatch, clean_env, tmp_path):
+    "The execution role trusts only SageMaker and cannot start a pipeline: a schedule needs its own role, never that one."
+    import subprocess
+    from conftest import BIN
+    from recsys_lib.core import ConfigError
+    from recsys_lib.sagemaker.schedule import schedule_job
+    monkeypatch.setenv('RECSYS_SAGEMAKER_SCHEDULER_ROLE_ARN', '')
+    nb = ROOT/'pipelines'/'batch_inference.ipynb'
+    with pytest.raises(ConfigError) as e:
+        schedule_job(nb, '0 5 * * *', {'model_path': '$SM_CHANNEL_MODEL'}, channels={'model': f's3://{BUCKET}/models/ease/'},
+                     clients=aws, wheel=wheel)
+    msg = str(e.value)
+    assert '\n' not in msg and 'scheduler_role_arn' in msg and 'scheduler.amazonaws.com' in msg and 'sagemaker:StartPipelineExecution' in msg, msg
+    assert _keys(aws) == [] and aws.sagemaker.list_pipelines()['PipelineSummaries'] == [] and aws.scheduler.list_schedules()['Schedules'] == []
+    monkeypatch.setenv('RECSYS_SAGEMAKER_SCHEDULER_ROLE_ARN', 'recsys-scheduler')
+    with pytest.raises(ConfigError, match="scheduler_role_arn 'recsys-scheduler'.* is not an IAM role ARN"):
+        schedule_job(nb, '0 5 * * *', {'model_path': '$SM_CHANNEL_MODEL'}, clients=aws, wheel=wheel)
+    # a dry run still shows what it would send, and says the role is missing
+    env = {**clean_env, 'SAGEMAKER_USER_CONFIG_OVERRIDE': str(tmp_path/'sm.yaml'), 'HOME': str(tmp_path),
+           'AWS_EC2_METADATA_DISABLED': 'true', 'RECSYS_SAGEMAKER_SCHEDULER_ROLE_ARN': ''}
+    (tmp_path/'sm.yaml').write_text(cloud.TELEMETRY_OPT_OUT)
+    r = subprocess.run([str(BIN/'recsys'), 'schedule', str(ROOT/'pipelines'/'train.ipynb'), '--cron', '0 3 * * *', '--profile', 'sagemaker',
+                        '--dry-run', '-p', 'preset', 'tiny'], capture_output=True, text=True, env=env, timeout=300)
+    assert r.returncode == 2 and 'Traceback' not in r.stderr, r.stderr[-2000:]
+    assert json.loads(r.stdout)['create_schedule_request']['Target']['RoleArn'] is None
+    assert 'error: scheduler_role_arn is not set' in r.stderr
+
+
+def test_schedule_request_is_the_sagemaker_pipeline_target_the_service_model_accepts(aws, wheel):
+    "The templated SageMaker target (no hand-written StartPipelineExecution input to get wrong), retries and a dead-letter queue."
+    from recsys_lib.sagemaker.schedule import schedule_job
+    sent = _capture_scheduler(aws, 'CreateSchedule')
+    queue = 'arn:aws:sqs:eu-west-1:111122223333:recsys-schedule-dlq'
+    out = schedule_job(ROOT/'pipelines'/'batch_inference.ipynb', '15 5 * * *', {'model_path': '$SM_CHANNEL_MODEL'},
+                       channels={'model': f's3://{BUCKET}/models/ease/'}, clients=aws, wheel=wheel, dead_letter_arn=queue)
+    assert len(sent) == 1 and _model_problems(aws.scheduler, 'CreateSchedule', sent[0]) == []
+    pipeline = aws.sagemaker.describe_pipeline(PipelineName='recsys-batch-inference')
+    target = aws.scheduler.get_schedule(Name='recsys-batch-inference')['Target']
+    assert target['Arn'] == pipeline['PipelineArn'] == out['pipeline_arn'] and 'Input' not in target
+    assert target['SageMakerPipelineParameters'] == {'PipelineParameterList': []}
+    assert target['RoleArn'] == 'arn:aws:iam::111122223333:role/recsys-eventbridge-scheduler'
+    assert target['RetryPolicy'] == {'MaximumRetryAttempts': 3, 'MaximumEventAgeInSeconds': 3600}
+    assert target['DeadLetterConfig'] == {'Arn': queue}
+    # updating keeps the same shape; no dead-letter queue unless one is given
+    sent = _capture_scheduler(aws, 'UpdateSchedule')
+    schedule_job(ROOT/'pipelines'/'batch_inference.ipynb', '15 6 * * *', {'model_path': '$SM_CHANNEL_MODEL'},
+                 channels={'model': f's3://{BUCKET}/models/ease/'}, clients=aws, wheel=wheel, max_retries=10)
+    assert _model_problems(aws.scheduler, 'UpdateSchedule', sent[0]) == [] and 'DeadLetterConfig' not in sent[0]['Target']
+    assert sent[0]['Target']['RetryPolicy']['MaximumRetryAttempts'] == 10
+    from recsys_lib.core import ConfigError
+    with pytest.raises(ConfigError, match="--dead-letter-arn 'my-queue': expected an SQS queue ARN"):
+        schedule_job(ROOT/'pipelines'/'train.ipynb', '0 3 * * *', clients=aws, wheel=wheel, dead_letter_arn='my-queue')
+    with pytest.raises(ConfigError, match="--retries 200: EventBridge Scheduler allows 0 to 185"):
+        schedule_job(ROOT/'pipelines'/'train.ipynb', '0 3 * * *', clients=aws, wheel=wheel, max_retries=200)
+    assert [p['PipelineName'] for p in aws.sagemaker.list_pipelines()['PipelineSummaries']] == ['recsys-batch-inference']
+
+
+def test_schedule_list_shows_the_last_execution_of_each_schedule(aws, wheel, capsys):
+    "The scheduler keeps no invocation history; the pipeline's newest execution says whether last night's run started and how it ended."
+    import argparse
+    from moto.sagemaker.models import sagemaker_backends
+    from recsys_lib.sagemaker.schedule import add_schedule_subcommand, list_schedules, schedule_job
+    schedule_job(ROOT/'pipelines'/'batch_inference.ipynb', '15 5 * * *', {'model_path': '$SM_CHANNEL_MODEL'},
+                 channels={'model': f's3://{BUCKET}/models/ease/'}, clients=aws, wheel=wheel)
+    assert list_schedules(clients=aws)[0]['last_execution'] is None
+    aws.sagemaker.start_pipeline_execution(PipelineName='recsys-batch-inference', ClientRequestToken='a' * 32)
+    newest = aws.sagemaker.start_pipeline_execution(PipelineName='recsys-batch-inference', ClientRequestToken='b' * 32)['PipelineExecutionArn']
+    # moto's executions all succeed at once: make the newest one fail, as a real one can
+    execution = sagemaker_backends['123456789012'][REGION].pipelines['recsys-batch-inference'].pipeline_executions[newest]
+    execution.pipeline_execution_status, execution.pipeline_execution_failure_reason = 'Failed', 'ClientError: no such image'
+    [row] = list_schedules(clients=aws)
+    assert row['pipeline'] == 'recsys-batch-inference' and row['last_execution']['status'] == 'Failed'
+    assert row['last_execution']['failure_reason'] == 'ClientError: no such image' and row['last_execution']['start'] is not None
+    parser = argparse.ArgumentParser(); add_schedule_subcommand(parser.add_subparsers())
+    args = parser.parse_args(['schedule', '--list', '--profile', 'sagemaker'])
+    assert args.func(args) == 0
+    line = capsys.readouterr().out.strip()
+    assert line.startswith('recsys-batch-inference') and 'last run Failed' in line and 'ClientError: no such image' in line, line

@@ -238,3 +238,49 @@ p.write_text('changed by the job')''')
     assert res.ok, res.reason
     assert json.loads((res.run_dir/'params.json').read_text())['data_path'] == str(res.root/'input'/'data'/'train'/'x.txt')
     assert data.read_text() == 'original'
+
+
+def _recsys_reason(r, code:int)->str:
+    "The exit code is `code`, no traceback, and the last line of stderr is the one `recsys ...` line giving the reason."
+    assert r.returncode == code, (r.returncode, r.stderr[-2000:])
+    assert 'Traceback' not in r.stderr, r.stderr[-2000:]
+    reasons = [l for l in r.stderr.strip().splitlines() if l.startswith('recsys ')]
+    assert len(reasons) == 1 and r.stderr.strip().endswith(reasons[0]), r.stderr[-2000:]
+    return reasons[0]
+
+
+def test_damaged_store_is_refused_before_the_job_is_staged(sm_env, tmp_path):
+    "A truncated mlflow.db is found before the container is laid out, not after the job ran: exit 2, no run folder."
+    import os
+    (sm_env/'mlflow.db').write_text('this is not a database\n' * 100)
+    nb = new_notebook(tmp_path/'fine.ipynb', 'x: int = 1  # a value', 'y = x + 1')
+    staging = tmp_path/'staging'; staging.mkdir()
+    r = subprocess.run([str(BIN/'recsys'), 'run', str(nb), '--profile', 'sagemaker-local'], capture_output=True, text=True,
+                       env={**os.environ, 'TMPDIR': str(staging)}, timeout=300)
+    assert 'mlflow.db is not a usable SQLite database' in _recsys_reason(r, 2)
+    assert not (sm_env/'runs').exists() and list(staging.glob('recsys-sm-*')) == []
+    # with --no-track the store is not the job's concern
+    r = subprocess.run([str(BIN/'recsys'), 'run', str(nb), '--profile', 'sagemaker-local', '--no-track'], capture_output=True, text=True,
+                       env={**os.environ, 'TMPDIR': str(staging)}, timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+
+
+def test_store_damaged_during_the_job_keeps_it_succeeded_and_exits_1(sm_env, tmp_path):
+    "The job ran: a store that fails only when the run is logged is recorded beside the run, which stays succeeded; exit 1, not 2."
+    import os
+    db = sm_env/'mlflow.db'
+    nb = new_notebook(tmp_path/'breaks_store.ipynb', f'db: str = {str(db)!r}  # the store to damage',
+                      "open(db, 'w').write('not a database\\n' * 100)")
+    r = subprocess.run([str(BIN/'recsys'), 'run', str(nb), '--profile', 'sagemaker-local'], capture_output=True, text=True,
+                       env=dict(os.environ), timeout=300)
+    line = _recsys_reason(r, 1)
+    run, = (sm_env/'runs'/'breaks_store').iterdir()
+    assert line.startswith("recsys run: job recsys-breaks-store-") and "succeeded, but logging it to MLflow failed: " in line, line
+    assert f"register_run('{run}', 'sagemaker-local')" in line
+    manifest = json.loads((run/'manifest.json').read_text())
+    assert manifest['status'] == 'succeeded' and 'mlflow.db' in manifest['tracking_error']
+    # in process, the result says the same
+    db.unlink()
+    res = run_local_job(nb, track=True)
+    assert (res.status, res.tracked) == ('succeeded', {}) and res.tracking_error
+    assert json.loads((res.run_dir/'manifest.json').read_text())['tracking_error'] == res.tracking_error

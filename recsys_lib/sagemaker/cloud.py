@@ -7,7 +7,7 @@ Docs: https://recsys-lib.github.io/recsys_lib/sagemaker_cloud.html.md"""
 
 # %% ../../nbs/11b_sagemaker_cloud.ipynb #87e9ee57
 from __future__ import annotations
-import contextlib, json, logging, os, re, shutil, subprocess, sys, tempfile, time
+import contextlib, json, logging, os, re, secrets, shutil, subprocess, sys, tempfile, time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -19,10 +19,12 @@ from .local import JobResult, collect_job, encode_hyperparameters, job_settings,
 log = logging.getLogger(__name__)
 
 # %% auto #0
-__all__ = ['log', 'TELEMETRY_OPT_OUT', 'JOB_NAME', 'PROCESSING_NOTEBOOKS', 'RESERVED_CHANNELS', 'PROCESSING', 'TERMINAL',
-           'prepare_sdk', 'AwsClients', 'AwsError', 'aws_errors', 's3_split', 'base_job_name', 'check_job_name',
-           'job_kind', 'project_root', 'build_wheel', 'stage_code', 'container_command', 'job_inputs',
-           'stage_registered_model', 'job_image', 'sdk_session', 'model_trainer', 'training_inputs',
+__all__ = ['log', 'TELEMETRY_OPT_OUT', 'IAM_HELP', 'JOB_NAME', 'PROCESSING_NOTEBOOKS', 'JOB_EXTRAS', 'RESERVED_CHANNELS',
+           'LOCAL_STORAGE_FAMILIES', 'PROCESSING', 'PROCESSING_INSTANCE_COUNT', 'ENTRYPOINT_MAX', 'TERMINAL',
+           'prepare_sdk', 'AwsClients', 'AwsError', 'aws_errors', 'role_errors', 's3_split', 'base_job_name',
+           'unique_job_base', 'check_job_name', 'job_kind', 'project_root', 'build_wheel', 'stage_code',
+           'container_command', 'job_inputs', 'check_environment_file', 'stage_registered_model', 'has_local_storage',
+           'volume_kms_key', 'job_image', 'sdk_session', 'model_trainer', 'training_inputs', 'processing_entrypoint',
            'processing_request', 'SubmittedJob', 'StagedJob', 'stage_job', 'create_job', 'submit_job', 'describe_job',
            'job_status', 'stop_job', 'LogTail', 'wait_for_job', 'fetch_outputs', 'failure_reason', 'job_channels',
            'finish_job', 'run_sagemaker_job', 'attach_job', 'cli_run_sagemaker', 'cli_attach',
@@ -101,13 +103,35 @@ def _require_sdk():
 def aws_errors(what:str):
     "Re-raise boto3's errors inside the block as an `AwsError` naming `what` and the failed operation."
     from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
-    try: yield
+    try:
+        with role_errors(what): yield
     except NoCredentialsError:
         raise AwsError(f"{what}: no AWS credentials found; set them up with `aws configure`, `aws sso login` or AWS_PROFILE") from None
     except ClientError as e:
         err = e.response.get('Error', {})
         raise AwsError(f"{what}: {e.operation_name} failed: {err.get('Code')}: {err.get('Message')}") from None
     except BotoCoreError as e: raise AwsError(f"{what}: {e}") from None
+
+@contextlib.contextmanager
+def role_errors(what:str):
+    "Re-raise the SDK's `RoleValidationError` (its check of the execution role before a job or pipeline) as a one-line `AwsError`."
+    try: yield
+    except Exception as e:
+        if type(e).__name__ != 'RoleValidationError': raise  # by name: the SDK is imported only when a job is built
+        raise AwsError(f"{what}: {_role_problem(str(e))}") from None
+
+IAM_HELP = "see 'IAM permissions' in the README's 'Running on SageMaker with a real account' section"
+
+def _role_problem(sdk_message:str)->str:
+    "The SDK's multi-line `RoleValidationError` as one clause: which role, what it lacks, where the full list is."
+    role = re.search(r"IAM role '([^']+)'", sdk_message)
+    role = f"execution role {role.group(1)}" if role else "no execution role could be resolved; set role_arn in the profile, and the role"
+    if 'trust policy does not allow' in sdk_message:
+        return f"the trust policy of {role} does not let sagemaker.amazonaws.com assume it; add that service principal ({IAM_HELP})"
+    missing = re.search(r"Missing permissions: (.*)", sdk_message)
+    lacks = missing.group(1).strip() if missing else 'permissions the SageMaker SDK checks'
+    return (f"{role} lacks {lacks} (the SageMaker SDK simulates them with iam:SimulatePrincipalPolicy before creating a job); "
+            f"grant them ({IAM_HELP})")
 
 # %% ../../nbs/11b_sagemaker_cloud.ipynb #780489b5
 JOB_NAME = re.compile(r"[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}")
@@ -123,6 +147,10 @@ def base_job_name(notebook:Path|str)->str:
     "`recsys-<notebook stem>`, shortened so the SDK's 15-character timestamp still fits SageMaker's 63."
     stem = re.sub(r'[^a-zA-Z0-9]+', '-', Path(notebook).stem).strip('-')
     return f"recsys-{stem}"[:47].rstrip('-')
+
+def unique_job_base(notebook:Path|str)->str:
+    "`base_job_name` with a random suffix: two jobs submitted in the same second (the SDK's timestamp) still differ."
+    return f"{base_job_name(notebook)[:40].rstrip('-')}-{secrets.token_hex(3)}"
 
 def check_job_name(name:str)->str:
     "`name` if SageMaker accepts it as a job name; `ConfigError` naming the rule otherwise."
@@ -165,13 +193,16 @@ def stage_code(notebook:Path|str, settings:Settings, wheel:Path|str, dest:Path|s
     if settings.source.name != 'settings.ini': shutil.copy2(settings.source, dest/'settings.ini')
     return dest
 
+JOB_EXTRAS = ('train', 'pipelines', 'tracking') # what the pipeline notebooks import: models, papermill, MLflow (the registry)
+
 def container_command(wheel:str, mode:str)->str:
     "The shell command the container runs in the code folder: install the wheel, run the entrypoint."
-    return (f"python -m pip install --quiet --no-cache-dir --disable-pip-version-check './{wheel}[train,pipelines]' "
+    return (f"python -m pip install --quiet --no-cache-dir --disable-pip-version-check './{wheel}[{','.join(JOB_EXTRAS)}]' "
             f"&& exec python -m recsys_lib.sagemaker.entrypoint --mode {mode}")
 
 # %% ../../nbs/11b_sagemaker_cloud.ipynb #749479e6
-_CHANNEL = re.compile(r"[A-Za-z0-9._-]{1,64}")
+_CHANNEL = re.compile(r"[A-Za-z0-9_]{1,64}")  # SageMaker allows '.' and '-' too, but the job sees $SM_CHANNEL_<NAME>, a shell variable
+_HP_NAME = re.compile(r"[A-Za-z0-9_-]{1,256}")
 RESERVED_CHANNELS = ('code', 'config', 'sm_drivers')
 
 def job_inputs(notebook:Path|str, params:dict, channels:dict, settings:Settings, staging:Path, kind:str,
@@ -186,7 +217,8 @@ def job_inputs(notebook:Path|str, params:dict, channels:dict, settings:Settings,
     channels = dict(channels)
     for c, src in channels.items():
         if not _CHANNEL.fullmatch(c) or c in RESERVED_CHANNELS:
-            raise ConfigError(f"channel name {c!r}; expected 1-64 of letters, digits, '.', '-', '_' (not {', '.join(RESERVED_CHANNELS)})")
+            raise ConfigError(f"channel name {c!r}; expected 1-64 letters, digits and '_' (the job reads it as $SM_CHANNEL_{c.upper()}, "
+                              f"a shell variable), not {', '.join(RESERVED_CHANNELS)}")
         if not str(src).startswith('s3://') and not Path(src).exists(): raise ConfigError(f"channel {c!r}: {src} does not exist")
     params, channels, _ = stage_path_params(params, channels)
     if kind == 'processing' and 'model_path' in declared and not params.get('model_path') and 'model' not in channels:
@@ -195,6 +227,22 @@ def job_inputs(notebook:Path|str, params:dict, channels:dict, settings:Settings,
     hps = {'recsys_notebook': Path(notebook).name, **encode_hyperparameters(params)}
     if len(hps) > 100: raise ParamError(f"{len(hps)} hyperparameters with recsys_notebook; SageMaker allows 100")
     return hps, channels
+
+def check_environment_file(hps:dict, channels, kind:str)->None:
+    """`ConfigError`/`ParamError` for what the SDK's environment file cannot hold: it writes `export SM_CHANNEL_<NAME>='...'`
+    and `export SM_HP_<NAME>='...'` lines that its `sm_train.sh` sources under `set -e`."""
+    seen = {}
+    for c in sorted(channels):
+        if not _CHANNEL.fullmatch(c):
+            raise ConfigError(f"channel name {c!r}; expected 1-64 letters, digits and '_' (the job reads it as $SM_CHANNEL_{c.upper()}, a shell variable)")
+        if c.upper() in seen:
+            raise ConfigError(f"channel names {seen[c.upper()]!r} and {c!r} are the same to the job (both $SM_CHANNEL_{c.upper()}); rename one")
+        seen[c.upper()] = c
+    for k, v in hps.items():
+        if not _HP_NAME.fullmatch(k): raise ParamError(f"hyperparameter name {k!r}; expected letters, digits, '_' and '-' (the job gets it as $SM_HP_<NAME>)")
+        if kind == 'training' and "'" in v:
+            raise ParamError(f"hyperparameter {k!r} contains a single quote, which the SageMaker SDK's environment file cannot hold "
+                             "(the job would die before the notebook starts); remove it, or pass the text in a file through a channel")
 
 def stage_registered_model(params:dict, declared:dict, dest:Path, profile=None)->Path:
     "Save the registered model version a batch job scores with (`registered_model`, `alias`) into `dest`."
@@ -214,6 +262,21 @@ def _tags(settings:Settings)->list:
         if not sep or not k.strip(): raise ConfigError(f"tag {t!r} in [{settings.profile}] tags; expected key=value")
         out.append({'key': k.strip(), 'value': v.strip()})
     return out
+
+LOCAL_STORAGE_FAMILIES = ('g5', 'g6', 'g6e', 'g7e', 'p5', 'p5e', 'p5en', 'p6-b200', 'p6-b300', 'p6e-gb200', 'trn1', 'trn1n', 'trn2')
+
+def has_local_storage(instance_type:str)->bool:
+    "Whether `instance_type` comes with local NVMe instance storage: a 'd' after the generation (g4dn, p4d, r5d, m5d), or a family that always has it (g5, p5, trn1...)."
+    family = str(instance_type).removeprefix('ml.').split('.')[0]
+    return family in LOCAL_STORAGE_FAMILIES or bool(re.fullmatch(r"[a-z]+\d+[a-z]*d[a-z]*", family))
+
+def volume_kms_key(settings:Settings)->str|None:
+    "The profile's `kms_key` for the job's storage volume; None for instance types with local storage, which refuse one."
+    if settings.kms_key and has_local_storage(settings.instance_type):
+        log.info("%s has local NVMe storage, encrypted by the instance's hardware: SageMaker refuses a volume KMS key for it, "
+                 "so kms_key encrypts the outputs only", settings.instance_type)
+        return None
+    return settings.kms_key
 
 def job_image(settings:Settings)->str:
     "The profile's image: `image_uri`, else AWS's PyTorch training image of `framework_version` for the instance type."
@@ -251,7 +314,7 @@ def model_trainer(settings:Settings, code_dir:Path, wheel:str, hps:dict, session
         training_image=job_image(settings), role=settings.role_arn, sagemaker_session=session, base_job_name=base_name,
         source_code=SourceCode(source_dir=str(code_dir), command=container_command(wheel, 'training')),
         compute=Compute(instance_type=settings.instance_type, instance_count=settings.instance_count,
-                        volume_size_in_gb=settings.volume_gb, volume_kms_key_id=settings.kms_key,
+                        volume_size_in_gb=settings.volume_gb, volume_kms_key_id=volume_kms_key(settings),
                         enable_managed_spot_training=settings.use_spot),
         stopping_condition=StoppingCondition(max_runtime_in_seconds=settings.max_runtime_s,
                                              **({'max_wait_time_in_seconds': 2 * settings.max_runtime_s} if settings.use_spot else {})),
@@ -267,6 +330,25 @@ def training_inputs(channels:dict)->list:
 
 # %% ../../nbs/11b_sagemaker_cloud.ipynb #6c73aa62
 PROCESSING = '/opt/ml/processing'
+PROCESSING_INSTANCE_COUNT = 1 # each instance would run the whole notebook again
+ENTRYPOINT_MAX = 256 # characters per ContainerEntrypoint string (botocore's service model)
+
+def processing_entrypoint(wheel:str)->list:
+    "The processing job's `ContainerEntrypoint`; `ConfigError` past the service's length limit."
+    entrypoint = ['bash', '-c', f"cd {PROCESSING}/input/code && {container_command(wheel, 'processing')}"]
+    if len(entrypoint[-1]) > ENTRYPOINT_MAX:
+        raise ConfigError(f"the processing job's container entrypoint is {len(entrypoint[-1])} characters; SageMaker allows {ENTRYPOINT_MAX}: "
+                          f"give the wheel a shorter file name than {wheel!r}")
+    return entrypoint
+
+def _output_uri(settings:Settings, name:str, session, output:str)->object:
+    "Where a processing job's `output` goes: `jobs/<name>/output/<output>`, under the execution id when a scheduled pipeline runs it."
+    base = f"{settings.s3_prefix.rstrip('/')}/jobs/{name}"
+    from sagemaker.core.workflow.pipeline_context import PipelineSession
+    if not isinstance(session, PipelineSession): return f"{base}/output/{output}"
+    from sagemaker.core.workflow.execution_variables import ExecutionVariables
+    from sagemaker.core.workflow.functions import Join
+    return Join(on='/', values=[base, ExecutionVariables.PIPELINE_EXECUTION_ID, 'output', output])
 
 def processing_request(settings:Settings, code_dir:Path, config_dir:Path, wheel:str, channels:dict, session, name:str)->tuple:
     "(`Processor`, inputs, outputs) of a processing job that runs the entrypoint on the staged code."
@@ -275,17 +357,16 @@ def processing_request(settings:Settings, code_dir:Path, config_dir:Path, wheel:
     from sagemaker.core.shapes import ProcessingInput, ProcessingOutput, ProcessingS3Input, ProcessingS3Output
     network = (NetworkConfig(subnets=settings.subnets, security_group_ids=settings.security_groups)
                if settings.subnets or settings.security_groups else None)
-    proc = Processor(role=settings.role_arn, image_uri=job_image(settings), instance_count=settings.instance_count,
-                     instance_type=settings.instance_type, volume_size_in_gb=settings.volume_gb, volume_kms_key=settings.kms_key,
+    proc = Processor(role=settings.role_arn, image_uri=job_image(settings), instance_count=PROCESSING_INSTANCE_COUNT,
+                     instance_type=settings.instance_type, volume_size_in_gb=settings.volume_gb, volume_kms_key=volume_kms_key(settings),
                      output_kms_key=settings.kms_key, max_runtime_in_seconds=settings.max_runtime_s, sagemaker_session=session,
-                     entrypoint=['bash', '-c', f"cd {PROCESSING}/input/code && {container_command(wheel, 'processing')}"],
+                     entrypoint=processing_entrypoint(wheel),
                      tags=[{'Key': t['key'], 'Value': t['value']} for t in _tags(settings)] or None, network_config=network)
     s3_in = lambda n, src: ProcessingInput(input_name=n, s3_input=ProcessingS3Input(
         s3_uri=str(src), local_path=f"{PROCESSING}/input/{n}", s3_data_type='S3Prefix', s3_input_mode='File'))
     inputs = [s3_in('code', code_dir), s3_in('config', config_dir), *(s3_in(c, src) for c, src in channels.items())]
-    out_uri = f"{settings.s3_prefix.rstrip('/')}/jobs/{name}/output"
     outputs = [ProcessingOutput(output_name=n, s3_output=ProcessingS3Output(
-        s3_uri=f"{out_uri}/{n}", local_path=f"{PROCESSING}/output/{n}", s3_upload_mode='EndOfJob')) for n in ('data', 'model')]
+        s3_uri=_output_uri(settings, name, session, n), local_path=f"{PROCESSING}/output/{n}", s3_upload_mode='EndOfJob')) for n in ('data', 'model')]
     return proc, inputs, outputs
 
 # %% ../../nbs/11b_sagemaker_cloud.ipynb #06bf3f2f
@@ -324,17 +405,19 @@ def stage_job(notebook:Path|str, params:dict|None, profile:str, channels:dict|No
     s3_split(settings.s3_prefix)
     hps, channels = job_inputs(notebook, dict(params or {}), dict(channels or {}), settings, dest, kind, profile)
     if timeout: hps['recsys_timeout'] = str(timeout)
+    check_environment_file(hps, channels, kind)
     wheel = Path(wheel or os.environ.get('RECSYS_WHEEL') or build_wheel(dest/'dist'))
     if not wheel.is_file(): raise ConfigError(f"wheel {wheel} does not exist")
+    if kind == 'processing': processing_entrypoint(wheel.name)
     (dest/'config').mkdir(parents=True, exist_ok=True)
     (dest/'config'/'hyperparameters.json').write_text(json.dumps(hps, indent=2))
     return StagedJob(settings, notebook, kind, hps, channels, stage_code(notebook, settings, wheel, dest/'code'), wheel.name, dest/'config')
 
 def create_job(job:StagedJob, session, name:str|None=None):
     "Create the job through the SDK: its name, or the step arguments under a `PipelineSession`."
-    base = base_job_name(job.notebook)
+    base = unique_job_base(job.notebook)
     if job.kind == 'training':
-        trainer = model_trainer(job.settings, job.code, job.wheel, job.hps, session, base)
+        with role_errors('checking the execution role'): trainer = model_trainer(job.settings, job.code, job.wheel, job.hps, session, base)
         args = trainer.train(input_data_config=training_inputs(job.channels) or None, wait=False, logs=False)
         return args if args is not None else trainer._latest_training_job.training_job_name # the SDK's handle on its job
     name = check_job_name(name or f"{base}-{datetime.now(timezone.utc):%Y%m%d%H%M%S}")
@@ -498,9 +581,9 @@ def finish_job(job:SubmittedJob, desc:dict, clients:AwsClients,
         res = collect_job(output, model, runs_root, job.name, reason, None if status == 'Completed' else 1, backend='sagemaker',
                           status={'Failed': 'failed', 'Stopped': 'stopped'}.get(status), channels=job_channels(desc))
     if res.ok is False and reason and not res.reason: res.reason = reason
-    if track and res.run_dir is not None:
-        from recsys_lib.pipeline import register_run
-        res.tracked = register_run(res.run_dir, job.profile)
+    if track and res.run_dir is not None:   # the job ran and was paid for: a store failure now is recorded with the run, not raised
+        from recsys_lib.runner import track_run
+        res.tracked, res.tracking_error = track_run(res.run_dir, job.profile)
     return res
 
 # %% ../../nbs/11b_sagemaker_cloud.ipynb #73a87bf6
@@ -509,6 +592,9 @@ def run_sagemaker_job(notebook:Path|str, params:dict|None=None, profile:str='sag
                       clients:AwsClients|None=None, wheel:Path|str|None=None, timeout:float|None=None,
                       run_root:Path|str|None=None)->JobResult|SubmittedJob:
     "Run `notebook` as a SageMaker job; with `wait=False` return once it is created."
+    if track:   # a damaged, lost or read-only store is refused before anything is uploaded, not found after a paid job
+        from recsys_lib.tracking import check_store
+        check_store(profile)
     clients = clients or AwsClients.connect(load_settings(profile))
     job = submit_job(notebook, params, profile, channels, kind, clients, wheel, timeout)
     print(f"submitted {job.kind} job {job.name}\n{job.console_url}", file=sys.stderr, flush=True)
@@ -538,11 +624,15 @@ def _find_job(name:str, profile:str, kind:str|None, clients:AwsClients)->Submitt
     raise ConfigError(f"no SageMaker {kind or 'training or processing'} job named {name!r} in {load_settings(profile).region}")
 
 # %% ../../nbs/11b_sagemaker_cloud.ipynb #0fc8a27c
-def _report(res:JobResult)->int:
-    from recsys_lib.runner import _kv
+def _report(res:JobResult, command:str='run', profile:str='sagemaker')->int:
+    from recsys_lib.runner import _kv, untracked_line
     if not res.ok:
+        if res.tracking_error: log.warning("job %s was not logged to MLflow: %s", res.job_name, res.tracking_error)
         where = f"; executed notebook: {res.notebook}" if res.run_dir and res.notebook.is_file() else ''
-        print(f"recsys: job {res.job_name} {res.status}: {res.reason}{where}", file=sys.stderr)
+        print(f"recsys {command}: job {res.job_name} {res.status}: {res.reason}{where}", file=sys.stderr)
+        return 1
+    if res.tracking_error:   # the job ran and was paid for: not exit 2 (refused), and not 0, as nothing downstream can see it
+        print(untracked_line(command, res.tracking_error, res.run_dir, profile, f"job {res.job_name}"), file=sys.stderr)
         return 1
     print(f"job {res.job_name} succeeded{': ' + _kv(res.metrics) if res.metrics else ''}\n{res.run_dir}")
     if 'version' in res.tracked: print(f"registered {res.tracked['registered_model']!r} version {res.tracked['version']} (alias challenger)")
@@ -558,16 +648,19 @@ def cli_run_sagemaker(args, values:dict)->int:
     except KeyboardInterrupt: print("recsys run: interrupted; the job was asked to stop", file=sys.stderr); raise SystemExit(130)
     if isinstance(res, SubmittedJob):
         print(f"job {res.name} is running; collect it with: recsys attach {res.name} --profile {res.profile}"); return 0
-    code = _report(res)
+    code = _report(res, 'run', args.profile or 'sagemaker')
     if code: raise SystemExit(code)
     return 0
 
 def cli_attach(args)->int:
     "`recsys attach JOB`"
+    if not args.no_track:   # refused before the job is collected, so attaching again once the store is fixed makes one run folder
+        from recsys_lib.tracking import check_store
+        check_store(args.profile or 'sagemaker')
     try:
         with aws_errors('recsys attach'): res = attach_job(args.job, args.profile or 'sagemaker', args.kind, track=not args.no_track, logs=not args.no_logs)
     except KeyboardInterrupt: print("recsys attach: interrupted; the job was asked to stop", file=sys.stderr); raise SystemExit(130)
-    code = _report(res)
+    code = _report(res, 'attach', args.profile or 'sagemaker')
     if code: raise SystemExit(code)
     return 0
 

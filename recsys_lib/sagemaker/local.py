@@ -124,6 +124,7 @@ class JobResult:
     metrics: dict = field(default_factory=dict)
     root: Path|None = None # the emulated container root, when kept
     tracked: dict = field(default_factory=dict) # what `register_run` returned, when tracked
+    tracking_error: str|None = None # why logging it to MLflow failed (also in its manifest); None when logged or not tracked
     @property
     def ok(self)->bool: return self.status == 'succeeded'
     @property
@@ -242,11 +243,14 @@ def run_local_job(notebook:Path|str, # the pipeline notebook
                   keep_root:bool=False, # keep the emulated container root (for a look inside)
                   run_root:Path|str|None=None, # where the collected run goes; default the profile's runs_dir
                   timeout:float|None=None, # seconds any one cell may run (hyperparameter recsys_timeout)
-                  track:bool=False, # log the collected run to MLflow and register its model (`register_run`)
+                  track:bool=False, # check the MLflow store first; log the collected run and register its model (`track_run`)
                   job_name:str|None=None, # default recsys-<notebook>-<UTC time>
                  )->JobResult:
     "Run `notebook` through the SageMaker container entrypoint on this machine and collect its outputs."
     settings, notebook = job_settings(profile, 'sagemaker-local', notebook, 'run_local_job')
+    if track:   # a damaged, lost or read-only store is refused before the job runs, not found after it
+        from recsys_lib.tracking import check_store
+        check_store(profile)
     params, channels = dict(params or {}), dict(channels or {})
     declared = notebook_params(notebook, settings.secret_params)
     if secret := [k for k in params if k in declared and declared[k].secret]:
@@ -299,7 +303,7 @@ def run_local_job(notebook:Path|str, # the pipeline notebook
         if not keep_root: shutil.rmtree(root, ignore_errors=True)
         if model_tmp: shutil.rmtree(model_tmp, ignore_errors=True)
     if keep_root: res.root = root
-    if track and res.run_dir is not None:
-        from recsys_lib.pipeline import register_run
-        res.tracked = register_run(res.run_dir, profile)
+    if track and res.run_dir is not None:   # the job ran: a store failure now is recorded with the run, not raised
+        from recsys_lib.runner import track_run
+        res.tracked, res.tracking_error = track_run(res.run_dir, profile)
     return res

@@ -8,6 +8,7 @@ Docs: https://recsys-lib.github.io/recsys_lib/sagemaker_schedule.html.md"""
 # %% ../../nbs/11c_sagemaker_schedule.ipynb #1faf57b7
 from __future__ import annotations
 import json, logging, os, re, shlex, sys, tempfile
+from datetime import timezone
 from pathlib import Path
 
 from ..core import ConfigError, RecsysError, load_settings
@@ -18,28 +19,30 @@ from .cloud import AwsClients, aws_errors, base_job_name, create_job, prepare_sd
 log = logging.getLogger(__name__)
 
 # %% auto #0
-__all__ = ['log', 'aws_cron', 'crontab_line', 'dry_run_session', 'schedule_name', 'build_pipeline', 'schedule_request',
-           'refuse_local_paths', 'schedule_job', 'list_schedules', 'delete_schedule', 'cli_schedule',
-           'add_schedule_subcommand']
+__all__ = ['log', 'SCHEDULER_ROLE_NEEDS', 'aws_cron', 'crontab_line', 'dry_run_session', 'schedule_name', 'build_pipeline',
+           'scheduler_role', 'pipeline_arn', 'schedule_request', 'refuse_local_paths', 'schedule_job', 'last_execution',
+           'list_schedules', 'delete_schedule', 'cli_schedule', 'add_schedule_subcommand']
 
 # %% ../../nbs/11c_sagemaker_schedule.ipynb #7c673e70
 _DOW_NAMES = ('SUN', 'MON', 'TUE', 'WED', 'THU', 'FRI', 'SAT')
 
 def _aws_dow(field:str)->str:
-    "A cron day-of-week field with Sunday = 0 (or 7) as EventBridge's Sunday = 1."
-    def one(v):
-        if v.isdigit():
-            n = int(v)
-            if not 0 <= n <= 7: raise ConfigError(f"day of week {v!r} in the cron expression; expected 0-7 or SUN-SAT")
-            return str(n % 7 + 1)
-        if v.upper() in _DOW_NAMES: return v.upper()
+    """A cron day-of-week field (Sunday = 0 or 7) as EventBridge's list of days (Sunday = 1): ranges and steps are expanded,
+    so `6-7` (Saturday and Sunday) stays those two days instead of becoming the range `7-1`."""
+    def day(v):
+        if v.isdigit() and 0 <= int(v) <= 7: return int(v)   # 7 is Sunday too; kept as 7 so that 5-7 ends on Sunday
+        if v.upper() in _DOW_NAMES: return _DOW_NAMES.index(v.upper())
         raise ConfigError(f"day of week {v!r} in the cron expression; expected 0-7 or SUN-SAT")
-    out = []
+    days = set()
     for part in field.split(','):
         rng, _, step = part.partition('/')
-        ends = [one(v) for v in rng.split('-')]
-        out.append('-'.join(ends) + (f'/{step}' if step else ''))
-    return ','.join(out)
+        if step and not step.isdigit() or step == '0': raise ConfigError(f"step {step!r} in day of week {part!r}; expected a positive number")
+        lo, _, hi = ('0-7' if rng == '*' else rng).partition('-')
+        first, last = day(lo), (day(hi) if hi else None)
+        if last is None: last = 7 if step else first        # 1/2 is 1-7/2, as in cron
+        if last < first: raise ConfigError(f"day-of-week range {rng!r} runs backwards; write it as a list, e.g. 6,0")
+        days |= {d % 7 for d in range(first, last + 1, int(step or 1))}
+    return ','.join(str(d + 1) for d in sorted(days))
 
 def aws_cron(expr:str)->str:
     "The EventBridge form `cron(m h dom mon dow year)` of a five-field cron expression."
@@ -119,17 +122,45 @@ def build_pipeline(notebook:Path|str, params:dict|None, profile:str, channels:di
             else ProcessingStep(name='process', step_args=args))
     return Pipeline(name=name, steps=[step], sagemaker_session=session)
 
-def schedule_request(name:str, cron:str, settings)->dict:
-    "The EventBridge Scheduler `CreateSchedule` request that starts pipeline `name` on `cron` (UTC)."
-    region, account = settings.region, settings.role_arn.split(':')[4]
+# %% ../../nbs/11c_sagemaker_schedule.ipynb #d72dd174
+SCHEDULER_ROLE_NEEDS = ("a role that trusts scheduler.amazonaws.com and may sagemaker:StartPipelineExecution on the pipeline "
+                        "(and sqs:SendMessage on a dead-letter queue)")
+_ROLE_ARN = r"arn:aws[a-z-]*:iam::\d{12}:role\/[\w+=,.@\/-]+"          # RoleArn in the scheduler's service model
+_QUEUE_ARN = r"arn:aws[a-z-]*:sqs:[a-z0-9\-]+:\d{12}:[a-zA-Z0-9\-_]+"   # DeadLetterConfigArnString there
+
+def scheduler_role(settings)->str:
+    "The role EventBridge Scheduler assumes to start the pipeline: `scheduler_role_arn`, which must be set (never `role_arn`)."
+    role, where = settings.scheduler_role_arn, f"[{settings.profile}] of {settings.source}"
+    if not role:
+        raise ConfigError(f"scheduler_role_arn is not set in {where}; set it to {SCHEDULER_ROLE_NEEDS} "
+                          "(role_arn cannot serve: it trusts only sagemaker.amazonaws.com); see the README's scheduler role")
+    if not re.fullmatch(_ROLE_ARN, role):
+        raise ConfigError(f"scheduler_role_arn {role!r} in {where} is not an IAM role ARN; expected arn:aws:iam::ACCOUNT:role/NAME")
+    return role
+
+def pipeline_arn(name:str, settings)->str:
+    "The ARN SageMaker gives pipeline `name` (lower-cased), in the account and partition of `role_arn`: for dry runs."
+    _, partition, _, _, account, _ = settings.role_arn.split(':', 5)
+    return f"arn:{partition}:sagemaker:{settings.region}:{account}:pipeline/{name.lower()}"
+
+def schedule_request(name:str, cron:str, pipeline_arn:str,
+                     role_arn:str|None, # the scheduler's role; None only in a dry run that reports it missing
+                     max_retries:int=3, # retries of a failed start, 0-185
+                     max_event_age_s:int=3600, # how long a start may be retried, 60-86400 s
+                     dead_letter_arn:str|None=None, # SQS queue that receives starts that failed every retry
+                    )->dict:
+    "The EventBridge Scheduler `CreateSchedule` request that starts SageMaker pipeline `pipeline_arn` on `cron` (UTC)."
+    if not 0 <= max_retries <= 185: raise ConfigError(f"--retries {max_retries}: EventBridge Scheduler allows 0 to 185")
+    if not 60 <= max_event_age_s <= 86400: raise ConfigError(f"max_event_age_s {max_event_age_s}: EventBridge Scheduler allows 60 to 86400")
+    if dead_letter_arn and not re.fullmatch(_QUEUE_ARN, dead_letter_arn):
+        raise ConfigError(f"--dead-letter-arn {dead_letter_arn!r}: expected an SQS queue ARN, arn:aws:sqs:REGION:ACCOUNT:QUEUE")
+    target = {'Arn': pipeline_arn, 'RoleArn': role_arn,
+              'SageMakerPipelineParameters': {'PipelineParameterList': []},
+              'RetryPolicy': {'MaximumRetryAttempts': max_retries, 'MaximumEventAgeInSeconds': max_event_age_s}}
+    if dead_letter_arn: target['DeadLetterConfig'] = {'Arn': dead_letter_arn}
     return {'Name': name, 'ScheduleExpression': aws_cron(cron), 'ScheduleExpressionTimezone': 'UTC',
             'FlexibleTimeWindow': {'Mode': 'OFF'}, 'State': 'ENABLED',
-            'Description': f"recsys_lib: starts SageMaker pipeline {name}",
-            'Target': {'Arn': 'arn:aws:scheduler:::aws-sdk:sagemaker:startPipelineExecution',
-                       'RoleArn': settings.scheduler_role_arn or settings.role_arn,
-                       'Input': json.dumps({'PipelineName': name}),
-                       'RetryPolicy': {'MaximumRetryAttempts': 0}},
-            'pipeline_arn': f"arn:aws:sagemaker:{region}:{account}:pipeline/{name.lower()}"}
+            'Description': f"recsys_lib: starts SageMaker pipeline {name}", 'Target': target}
 
 # %% ../../nbs/11c_sagemaker_schedule.ipynb #51515ae4
 def refuse_local_paths(params:dict|None, settings, cwd:Path|str|None=None)->None:
@@ -155,15 +186,21 @@ def schedule_job(notebook:Path|str, # the pipeline notebook
                  params:dict|None=None, profile:str='sagemaker', channels:dict|None=None, kind:str|None=None,
                  name:str|None=None, # pipeline and schedule name; default recsys-<notebook stem>
                  dry_run:bool=False, # build and return the requests without sending anything
-                 clients:AwsClients|None=None, wheel:Path|str|None=None)->dict:
+                 clients:AwsClients|None=None, wheel:Path|str|None=None,
+                 max_retries:int=3, # retries of a start that failed, 0-185
+                 dead_letter_arn:str|None=None, # SQS queue for starts that failed every retry
+                )->dict:
     "Create or update the SageMaker Pipeline of `notebook`'s job and the schedule that starts it."
     settings = load_settings(profile)
     if settings.backend != 'sagemaker':
         raise ConfigError(f"profile [{profile}] has backend {settings.backend!r}; use crontab_line for a local schedule")
     refuse_local_paths(params, settings)
-    name = schedule_name(notebook, name)
-    request = schedule_request(name, cron, settings)
-    pipeline_arn = request.pop('pipeline_arn')
+    name, problems = schedule_name(notebook, name), []
+    try: role = scheduler_role(settings)
+    except ConfigError as e:
+        if not dry_run: raise
+        role = None; problems.append(str(e))
+    request = schedule_request(name, cron, pipeline_arn(name, settings), role, max_retries, dead_letter_arn=dead_letter_arn)
     with tempfile.TemporaryDirectory(prefix='recsys-schedule-') as tmp:
         if dry_run: session = dry_run_session(settings)
         else:
@@ -178,21 +215,40 @@ def schedule_job(notebook:Path|str, # the pipeline notebook
         definition = json.loads(pipeline.definition())
         out = {'pipeline': definition, 'schedule': request, 'dry_run': dry_run}
         if dry_run:
-            out['uploads'] = [u for _, u in session.uploads]
+            out.update(uploads=[u for _, u in session.uploads], problems=problems)
             return out
         tags = [{'Key': k, 'Value': v} for k, _, v in (t.partition('=') for t in settings.tags or [])]
         resp = pipeline.upsert(role_arn=settings.role_arn, description=f"recsys_lib: {Path(notebook).name}", tags=tags or None)
-        pipeline_arn = resp.get('PipelineArn', pipeline_arn)
+        request['Target']['Arn'] = resp.get('PipelineArn', request['Target']['Arn'])
         try: clients.scheduler.create_schedule(**request); out['created'] = True
         except Exception as e:
             if not _conflict(e): raise
             clients.scheduler.update_schedule(**request); out['created'] = False
-        out['pipeline_arn'] = pipeline_arn
+        out['pipeline_arn'] = request['Target']['Arn']
     return out
 
 # %% ../../nbs/11c_sagemaker_schedule.ipynb #532c87ea
+def _target_pipeline(schedule:dict)->str|None:
+    "The name of the pipeline a schedule starts: from its pipeline target's ARN, or the universal target's input of older schedules."
+    target = schedule['Target']
+    if ':pipeline/' not in target['Arn']: return json.loads(target.get('Input') or '{}').get('PipelineName')
+    name = target['Arn'].split(':pipeline/', 1)[1]
+    return schedule['Name'] if schedule['Name'].lower() == name else name  # the ARN lower-cases the name; ours keeps its case
+
+def last_execution(sagemaker, pipeline:str)->dict|None:
+    "The newest execution of `pipeline` (status, start, failure_reason); None when it never ran."
+    try: resp = sagemaker.list_pipeline_executions(PipelineName=pipeline, SortBy='CreationTime', SortOrder='Descending', MaxResults=1)
+    except Exception as e:
+        if getattr(e, 'response', {}).get('Error', {}).get('Code') != 'ResourceNotFound': raise
+        return {'status': 'pipeline missing', 'start': None, 'failure_reason': None}
+    runs = resp['PipelineExecutionSummaries']
+    if not runs: return None
+    run = max(runs, key=lambda r: r['StartTime'])   # moto ignores SortOrder and MaxResults
+    return {'status': run['PipelineExecutionStatus'], 'start': run['StartTime'],
+            'failure_reason': run.get('PipelineExecutionFailureReason') if run['PipelineExecutionStatus'] == 'Failed' else None}
+
 def list_schedules(profile:str='sagemaker', clients:AwsClients|None=None, prefix:str='recsys-')->list:
-    "The schedules whose names start with `prefix`: name, expression, state, and the pipeline they start."
+    "The schedules whose names start with `prefix`: name, expression, state, the pipeline they start and its last execution."
     settings = load_settings(profile)
     if settings.backend != 'sagemaker': raise ConfigError(f"profile [{profile}] has backend {settings.backend!r}; schedules live in SageMaker profiles (local ones are crontab lines)")
     clients = clients or AwsClients.connect(settings)
@@ -200,15 +256,16 @@ def list_schedules(profile:str='sagemaker', clients:AwsClients|None=None, prefix
     for page in clients.scheduler.get_paginator('list_schedules').paginate(NamePrefix=prefix):
         for s in page['Schedules']:
             full = clients.scheduler.get_schedule(Name=s['Name'])
-            target = json.loads(full['Target'].get('Input') or '{}').get('PipelineName')
-            out.append({'name': s['Name'], 'expression': full['ScheduleExpression'], 'state': full.get('State'), 'pipeline': target})
+            pipeline = _target_pipeline(full)
+            out.append({'name': s['Name'], 'expression': full['ScheduleExpression'], 'state': full.get('State'), 'pipeline': pipeline,
+                        'last_execution': last_execution(clients.sagemaker, pipeline) if pipeline else None})
     return out
 
 def delete_schedule(name:str, profile:str='sagemaker', clients:AwsClients|None=None)->None:
     "Delete schedule `name` and the pipeline it starts (past executions stay visible in SageMaker)."
     settings = load_settings(profile)
     clients = clients or AwsClients.connect(settings)
-    try: target = json.loads(clients.scheduler.get_schedule(Name=name)['Target'].get('Input') or '{}').get('PipelineName')
+    try: target = _target_pipeline(clients.scheduler.get_schedule(Name=name))
     except Exception as e:
         if 'ResourceNotFound' in type(e).__name__ + str(e): raise ConfigError(f"no schedule named {name!r} in {settings.region}") from None
         raise
@@ -221,11 +278,17 @@ def cli_schedule(args)->int:
     profile = args.profile or os.environ.get('RECSYS_PROFILE') or 'local'
     with aws_errors('recsys schedule'): return _schedule(args, profile)
 
+def _last_run(run:dict|None)->str:
+    if run is None: return "never run"
+    when = f" at {run['start'].astimezone(timezone.utc):%Y-%m-%d %H:%M} UTC" if run['start'] else ''
+    return f"last run {run['status']}{when}" + (f" ({run['failure_reason']})" if run['failure_reason'] else '')
+
 def _schedule(args, profile:str)->int:
     from recsys_lib.params import read_params_file
     if args.list:
         rows = list_schedules(profile)
-        for r in rows: print(f"{r['name']:30} {r['expression']:24} {r['state'] or '-':9} pipeline {r['pipeline']}")
+        for r in rows:
+            print(f"{r['name']:30} {r['expression']:24} {r['state'] or '-':9} pipeline {r['pipeline']}  {_last_run(r['last_execution'])}")
         if not rows: print("no recsys schedules")
         return 0
     if args.delete:
@@ -235,9 +298,12 @@ def _schedule(args, profile:str)->int:
     values.update(dict(args.param or []))
     if load_settings(profile).backend in ('local', 'sagemaker-local'):
         print(crontab_line(args.notebook, args.cron, values, profile, dict(args.channel or []), args.job_kind)); return 0
-    out = schedule_job(args.notebook, args.cron, values, profile, dict(args.channel or []), args.job_kind, args.name, args.dry_run)
+    out = schedule_job(args.notebook, args.cron, values, profile, dict(args.channel or []), args.job_kind, args.name, args.dry_run,
+                       max_retries=args.retries, dead_letter_arn=args.dead_letter_arn)
     if args.dry_run:
-        print(json.dumps({'pipeline_definition': out['pipeline'], 'create_schedule_request': out['schedule']}, indent=2)); return 0
+        print(json.dumps({'pipeline_definition': out['pipeline'], 'create_schedule_request': out['schedule']}, indent=2))
+        if out['problems']: raise ConfigError('; '.join(out['problems']))
+        return 0
     print(f"{'created' if out['created'] else 'updated'} pipeline {out['schedule']['Name']} and its schedule "
           f"{out['schedule']['ScheduleExpression']} (UTC)\n{out['pipeline_arn']}")
     return 0
@@ -252,8 +318,10 @@ def add_schedule_subcommand(sub)->None:
     s.add_argument('--channel', nargs=2, action='append', metavar=('NAME', 'SOURCE'), help="a data channel: local path or s3:// URI")
     s.add_argument('--job-kind', choices=('training', 'processing'), default=None, help="default: processing for batch_inference")
     s.add_argument('--name', default=None, help="pipeline and schedule name (default recsys-<notebook>)")
+    s.add_argument('--retries', type=int, default=3, help="retries of a pipeline start that failed, within an hour (0-185, default 3)")
+    s.add_argument('--dead-letter-arn', default=None, help="SQS queue ARN that receives starts that failed every retry")
     s.add_argument('--dry-run', action='store_true', help="print the pipeline definition and schedule request; send nothing")
-    s.add_argument('--list', action='store_true', help="list recsys schedules")
+    s.add_argument('--list', action='store_true', help="list recsys schedules and their pipelines' last runs")
     s.add_argument('--delete', metavar='NAME', default=None, help="delete a schedule and its pipeline")
     s.add_argument('--profile', default=None, help="settings profile (default $RECSYS_PROFILE or local)")
     s.set_defaults(func=cli_schedule)

@@ -2,7 +2,8 @@
 the job states moto cannot produce): bad input refused before anything is staged, a job that failed, one stopped past
 its max runtime, a wait past its timeout or cut by Ctrl-C, throttling answered by bounded retries, and an S3 upload
 failing half-way through staging. Nothing sends traffic beyond the process."""
-import json
+import json, subprocess
+from pathlib import Path
 
 import pytest
 from botocore.awsrequest import AWSResponse
@@ -111,7 +112,7 @@ def test_failed_job_reports_its_reason_and_registers_nothing(aws, tmp_path, caps
     assert res.notebook.is_file() and 'ZeroDivisionError' in res.notebook.read_text()   # the executed notebook came back
     assert 'version' not in res.tracked
     assert cloud._report(res) == 1 and 'ZeroDivisionError' in capsys.readouterr().err
-    with pytest.raises(Exception, match="no registered model 'sm-bad'|RESOURCE_DOES_NOT_EXIST|not found"):
+    with pytest.raises(tracking.TrackingError, match=r"version 1 of 'sm-bad' does not exist in the registry .*; its versions: none"):
         tracking.load_registered_model('sm-bad', version=1, profile='sagemaker')
 
 
@@ -143,3 +144,145 @@ def test_wait_stops_a_job_past_the_timeout_and_on_ctrl_c(aws):
     def interrupt(_): raise KeyboardInterrupt
     with pytest.raises(KeyboardInterrupt): wait_for_job(job, _fake(aws, sm), poll_s=1, logs=False, sleep=interrupt)
     assert sm.stops == ['recsys-train-1']
+
+
+def _stub_iam(aws, monkeypatch, denied=(), trusted=('sagemaker.amazonaws.com',)):
+    """The SDK's role check, answered by a stubbed IAM client: SimulatePrincipalPolicy denies `denied` and allows the
+    rest of what it asks; GetRole returns a trust policy for `trusted`. Every other client is moto's."""
+    from botocore.stub import Stubber
+    monkeypatch.delenv('SAGEMAKER_VALIDATE_ROLE', raising=False)
+    iam = aws.session.client('iam')
+    stub = Stubber(iam)
+    def simulate(params, **kw):   # answer exactly the actions asked, whichever the SDK's version asks
+        stub.add_response('simulate_principal_policy', {'IsTruncated': False, 'EvaluationResults': [
+            {'EvalActionName': a, 'EvalDecision': 'implicitDeny' if a in denied else 'allowed'} for a in params['ActionNames']]})
+    def get_role(params, **kw):
+        stub.add_response('get_role', {'Role': {
+            'Path': '/', 'RoleName': 'recsys-sagemaker-execution', 'RoleId': 'AROAEXAMPLEEXAMPLE01', 'CreateDate': '2026-01-01T00:00:00Z',
+            'Arn': 'arn:aws:iam::111122223333:role/recsys-sagemaker-execution',
+            'AssumeRolePolicyDocument': json.dumps({'Version': '2012-10-17', 'Statement': [
+                {'Effect': 'Allow', 'Principal': {'Service': list(trusted)}, 'Action': 'sts:AssumeRole'}]})}})
+    iam.meta.events.register_first('provide-client-params.iam.SimulatePrincipalPolicy', simulate)
+    iam.meta.events.register_first('provide-client-params.iam.GetRole', get_role)
+    stub.activate()
+    client = aws.session.client
+    monkeypatch.setattr(aws.session, 'client', lambda name, *a, **kw: iam if name == 'iam' else client(name, *a, **kw))
+    return stub
+
+
+def test_execution_role_missing_what_the_sdk_checks_is_one_line_naming_the_actions(aws, wheel, monkeypatch):
+    "The SDK simulates a fixed list of actions for the role (ec2 ones among them, even without a VPC): a denied one is named."
+    from recsys_lib.sagemaker.schedule import schedule_job
+    nb = ROOT/'pipelines'/'train.ipynb'
+    _stub_iam(aws, monkeypatch, denied=('ec2:CreateNetworkInterface', 'ec2:DescribeVpcs'))
+    with pytest.raises(AwsError) as e: submit_job(nb, {'preset': 'tiny'}, clients=aws, wheel=wheel)
+    msg = str(e.value)
+    assert '\n' not in msg and 'arn:aws:iam::111122223333:role/recsys-sagemaker-execution' in msg
+    assert 'ec2:CreateNetworkInterface, ec2:DescribeVpcs' in msg and 'README' in msg and 'IAM' in msg, msg
+    with pytest.raises(AwsError, match="ec2:CreateNetworkInterface, ec2:DescribeVpcs"):
+        schedule_job(nb, '0 3 * * *', {'preset': 'tiny'}, clients=aws, wheel=wheel)
+    assert aws.sagemaker.list_training_jobs()['TrainingJobSummaries'] == []
+    assert aws.sagemaker.list_pipelines()['PipelineSummaries'] == [] and aws.scheduler.list_schedules()['Schedules'] == []
+
+
+def test_execution_role_sagemaker_cannot_assume_is_one_line(aws, wheel, monkeypatch):
+    _stub_iam(aws, monkeypatch, trusted=('ec2.amazonaws.com',))
+    with pytest.raises(AwsError, match="the trust policy of execution role .* does not let sagemaker.amazonaws.com assume it"):
+        submit_job(ROOT/'pipelines'/'train.ipynb', {'preset': 'tiny'}, clients=aws, wheel=wheel)
+
+
+def test_execution_role_with_what_the_sdk_checks_passes_its_check(aws, wheel, monkeypatch):
+    "The same check, switched on, lets a complete role through: the job is created."
+    stub = _stub_iam(aws, monkeypatch)
+    job = submit_job(ROOT/'pipelines'/'train.ipynb', {'preset': 'tiny'}, clients=aws, wheel=wheel)
+    assert aws.sagemaker.describe_training_job(TrainingJobName=job.name)['TrainingJobStatus']
+    stub.assert_no_pending_responses()
+
+
+def _sdk_environment_file(tmp_path, hps:dict, channels:list)->Path:
+    "The environment file the SDK's own container driver writes for these hyperparameters and channels."
+    import importlib.util, sys
+    from sagemaker.train.container_drivers.scripts import environment as env_script
+    path = tmp_path/'sm_training.env'
+    resource = {'current_host': 'algo-1', 'current_instance_type': 'ml.m5.xlarge', 'hosts': ['algo-1'], 'network_interface_name': 'eth0'}
+    import os
+    os.environ.setdefault('TRAINING_JOB_NAME', 'recsys-test')
+    env_script.set_env(resource, {c: {'TrainingInputMode': 'File'} for c in channels}, hps, output_file=str(path))
+    return path
+
+
+def _source(path:Path)->subprocess.CompletedProcess:
+    "Source `path` the way the SDK's sm_train.sh does: under `set -e`."
+    return subprocess.run(['bash', '-c', f'set -e; source {path}; echo "$SM_HPS"'], capture_output=True, text=True)
+
+
+def test_names_and_values_the_sdk_environment_file_cannot_hold_are_refused_before_staging(aws, wheel, tmp_path):
+    """The SDK writes `export SM_CHANNEL_<NAME>='...'` and `SM_HP_<NAME>='...'` lines that sm_train.sh sources under
+    `set -e`: a '-' or '.' in a channel name, or a "'" in a value, kills the job before the entrypoint runs."""
+    # what the platform would do with them: the SDK's writer, then bash
+    assert _source(_sdk_environment_file(tmp_path, {'preset': "it's"}, ['data'])).returncode != 0
+    assert _source(_sdk_environment_file(tmp_path, {'preset': 'tiny'}, ['my-data'])).returncode != 0
+    nb = ROOT/'pipelines'/'train.ipynb'
+    data = tmp_path/'ratings.csv'; data.write_text('user_id,item_id\n1,2\n')
+    for name in ('my-data', 'my.data'):
+        with pytest.raises(Exception, match=f"channel name '{name}'.*letters, digits and '_'"):
+            submit_job(nb, channels={name: data}, clients=aws, wheel=wheel)
+    with pytest.raises(Exception, match="channel names 'Data' and 'data' are the same .*SM_CHANNEL_DATA"):
+        submit_job(nb, channels={'data': data, 'Data': data}, clients=aws, wheel=wheel)
+    with pytest.raises(Exception, match="hyperparameter 'preset' contains a single quote"):
+        submit_job(nb, {'preset': "it's"}, clients=aws, wheel=wheel)
+    assert _keys(aws) == [] and aws.sagemaker.list_training_jobs()['TrainingJobSummaries'] == []
+
+
+def test_values_the_sdk_environment_file_holds_reach_the_job_unchanged(tmp_path):
+    "What is accepted survives the SDK's writer and bash: quotes, dollars, backslashes, newlines."
+    from recsys_lib.sagemaker.cloud import check_environment_file
+    hps = {'recsys_notebook': 'train.ipynb', 'note': 'say "hi" to $HOME \\ and\nnext line', 'model_params': '{"l2": 300}'}
+    check_environment_file(hps, ['data', 'data_path', 'Items2'], 'training')
+    r = _source(_sdk_environment_file(tmp_path, hps, ['data', 'data_path', 'Items2']))
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)['note'] == hps['note']
+
+
+def test_damaged_store_is_refused_before_anything_is_uploaded(aws, wheel, monkeypatch, capsys):
+    "A truncated mlflow.db used to be found only after the paid job ran; it is refused before staging: nothing uploaded, no job."
+    from recsys_lib.cli import main
+    nb = ROOT/'pipelines'/'train.ipynb'
+    job = submit_job(nb, {'preset': 'tiny'}, clients=aws, wheel=wheel)   # submitted while the store was fine
+    uploaded = _keys(aws)
+    (aws_tmp(aws)/'mlflow.db').write_text('this is not a database\n' * 100)
+    with pytest.raises(tracking.TrackingError, match="mlflow.db is not a usable SQLite database"):
+        cloud.run_sagemaker_job(nb, {'preset': 'tiny'}, clients=aws, wheel=wheel, wait=False)
+    monkeypatch.setenv('RECSYS_WHEEL', str(wheel))
+    assert main(['run', str(nb), '--profile', 'sagemaker', '-p', 'preset', 'tiny', '--no-wait']) == 2
+    assert "mlflow.db is not a usable SQLite database" in capsys.readouterr().err
+    assert _keys(aws) == uploaded and [j['TrainingJobName'] for j in aws.sagemaker.list_training_jobs()['TrainingJobSummaries']] == [job.name]
+    # attaching would collect the job and then fail to log it: refused first, so attaching again after the fix makes one run folder
+    assert main(['attach', job.name, '--profile', 'sagemaker', '--no-logs']) == 2
+    assert "mlflow.db is not a usable SQLite database" in capsys.readouterr().err
+    assert not (aws_tmp(aws)/'runs').exists() or not any((aws_tmp(aws)/'runs').iterdir())
+
+
+def test_store_damaged_during_the_job_keeps_it_succeeded_and_says_how_to_register(aws, capsys):
+    "The job ran and was paid for: a store that fails only when the run is logged is recorded beside the run, which stays succeeded; exit 1."
+    nb = new_notebook(aws_tmp(aws)/'fine.ipynb', 'x: int = 1  # a value', 'y = x + 1')
+    local = run_local_job(nb, keep_root=True, run_root=aws_tmp(aws)/'local-runs')
+    assert local.ok, local.reason
+    name = 'recsys-fine-20261122050000'
+    _upload_job_outputs(aws, name, local.root)
+    db = aws_tmp(aws)/'mlflow.db'
+    class DamagesStoreWhenDone(FakeSageMaker):   # the store breaks while the job runs (a disk filled, a bad restore)
+        def _next(self, kind):
+            d = super()._next(kind)
+            if d[f'{kind}JobStatus'] == 'Completed': db.write_text('not a database\n' * 100)
+            return d
+    sm = DamagesStoreWhenDone([('InProgress', 'Training'), ('Completed', 'Completed')])
+    res = attach_job(SubmittedJob(name, 'training', 'sagemaker', 'fine.ipynb'), 'sagemaker', clients=_fake(aws, sm), poll_s=0)
+    assert (res.status, res.tracked) == ('succeeded', {}) and 'mlflow.db' in res.tracking_error
+    manifest = json.loads((res.run_dir/'manifest.json').read_text())
+    assert manifest['status'] == 'succeeded' and manifest['tracking_error'] == res.tracking_error
+    capsys.readouterr()   # the wait's status lines
+    assert cloud._report(res, 'attach') == 1
+    line, = capsys.readouterr().err.strip().splitlines()
+    assert line.startswith(f"recsys attach: job {name} succeeded, but logging it to MLflow failed: "), line
+    assert f"register_run('{res.run_dir}', 'sagemaker')" in line
