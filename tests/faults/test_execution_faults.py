@@ -97,10 +97,18 @@ def test_a_flood_of_output_is_recorded_in_full(clean_env, tmp_path):
     assert 'line 99999 of a flood' in ''.join(o.get('text', '') for o in last.outputs)
 
 
+# A cell that writes 400 separately flushed messages at once, and a runner that takes 20 ms over each message it
+# receives: when the cell ends, seconds of its output are still queued, on a fast machine or a slow one alike.
+BURST = "import sys\nfor i in range(400): print('burst', i, flush=True)"
+SLOW_READER = ("import time, papermill.clientwrap as w\nreceive = w.PapermillNotebookClient.process_message\n"
+               "w.PapermillNotebookClient.process_message = lambda self, *a, **k: (time.sleep(0.02), receive(self, *a, **k))[1]\n"
+               "import recsys_lib.runner as r; r.OUTPUT_WAIT_S = 1")
+
+
 def test_output_still_arriving_after_the_wait_is_not_the_users_timeout(clean_env, tmp_path):
-    "Waiting 1 s for a cell's last output (papermill waits 4), a flood ends the run `failed`, named for what it is."
-    path, n = _train_with(tmp_path, FLOOD.format(lines=60_000))
-    r = subprocess.run([*_patched_recsys(tmp_path, "import recsys_lib.runner as r; r.OUTPUT_WAIT_S = 1"), 'run', str(path),
+    "Waiting 1 s for a cell's last output (papermill waits 4), output still queued ends the run `failed`, named for what it is."
+    path, n = _train_with(tmp_path, BURST)
+    r = subprocess.run([*_patched_recsys(tmp_path, SLOW_READER), 'run', str(path),
                         '-p', 'preset', 'tiny', '-p', 'model', 'popularity', '-p', 'registered_model', 'faulty', '--no-progress',
                         '--timeout', '600'], env=clean_env, capture_output=True, text=True, timeout=600)
     line = one_line_error(r, 1)
