@@ -18,7 +18,7 @@ import pyarrow.parquet as pq
 from tqdm.auto import tqdm
 
 import recsys_lib
-from .core import DataError, DestinationError, atomic_path, json_marker, sha256_file, write_json
+from .core import DataError, DestinationError, _check_destination, atomic_path, json_marker, sha256_file, write_json
 from .models import Recommender, topk
 
 # %% auto #0
@@ -180,15 +180,11 @@ def _is_our_link(dest:Path)->bool:
     return len(parts) == 2 and parts[0] == _versions(dest).name and bool(_GENERATION.fullmatch(parts[1]))
 
 def _check_publish_destination(dest:Path):
-    "Refuse a `dest` that publishing would take from someone else."
+    "Refuse a `dest` that publishing would take from someone else: a link it did not make, a file, a folder of other files."
     if dest.is_symlink():
         if _is_our_link(dest): return
         raise DestinationError(f"{dest} is a symbolic link to {os.readlink(dest)} that publishing did not make; remove it or publish elsewhere")
-    if dest.exists() and not dest.is_dir(): raise DestinationError(f"{dest} is a file; expected a folder (or a new name) to publish to")
-    if dest.is_dir() and any(dest.iterdir()) and not _is_output(dest):
-        held = sorted(str(p.relative_to(dest)) for p in dest.rglob('*') if p.is_file())
-        raise DestinationError(f"refusing to replace {dest}: it holds {len(held)} file(s) that are not an earlier output of this kind "
-                               f"({', '.join(held[:5])}{', ...' if len(held) > 5 else ''}); write to a new or empty folder")
+    _check_destination(dest, is_dir=True, previous=_is_output)   # the same refusals as every other writer's
 
 @contextlib.contextmanager
 def _publish_lock(versions:Path):

@@ -28,3 +28,12 @@ def isolated_tracking(tmp_path) -> dict:
     db = f"sqlite:///{tmp_path/'mlflow.db'}"
     return {'RECSYS_LOCAL_TRACKING_URI': db, 'RECSYS_LOCAL_REGISTRY_URI': db,
             'RECSYS_LOCAL_ARTIFACT_DIR': str(tmp_path/'mlartifacts')}
+
+
+def one_line_error(r, code: int) -> str:
+    "The exit code is `code`, no traceback, and one `recsys ...:` line gives the reason (after the run's INFO log lines)."
+    assert r.returncode == code, (r.returncode, r.stderr[-2000:])
+    assert 'Traceback' not in r.stderr, r.stderr[-2000:]
+    reasons = [l for l in r.stderr.strip().splitlines() if l.startswith('recsys ')]
+    assert len(reasons) == 1 and r.stderr.strip().endswith(reasons[0]), r.stderr[-2000:]
+    return reasons[0]

@@ -12,7 +12,7 @@ import pytest
 from recsys_lib.params import new_notebook
 from recsys_lib.sagemaker.local import run_local_job
 
-from conftest import BIN, ROOT, isolated_tracking
+from conftest import BIN, ROOT, isolated_tracking, one_line_error
 
 
 @pytest.fixture
@@ -240,15 +240,6 @@ p.write_text('changed by the job')''')
     assert data.read_text() == 'original'
 
 
-def _recsys_reason(r, code:int)->str:
-    "The exit code is `code`, no traceback, and the last line of stderr is the one `recsys ...` line giving the reason."
-    assert r.returncode == code, (r.returncode, r.stderr[-2000:])
-    assert 'Traceback' not in r.stderr, r.stderr[-2000:]
-    reasons = [l for l in r.stderr.strip().splitlines() if l.startswith('recsys ')]
-    assert len(reasons) == 1 and r.stderr.strip().endswith(reasons[0]), r.stderr[-2000:]
-    return reasons[0]
-
-
 def test_damaged_store_is_refused_before_the_job_is_staged(sm_env, tmp_path):
     "A truncated mlflow.db is found before the container is laid out, not after the job ran: exit 2, no run folder."
     import os
@@ -257,7 +248,7 @@ def test_damaged_store_is_refused_before_the_job_is_staged(sm_env, tmp_path):
     staging = tmp_path/'staging'; staging.mkdir()
     r = subprocess.run([str(BIN/'recsys'), 'run', str(nb), '--profile', 'sagemaker-local'], capture_output=True, text=True,
                        env={**os.environ, 'TMPDIR': str(staging)}, timeout=300)
-    assert 'mlflow.db is not a usable SQLite database' in _recsys_reason(r, 2)
+    assert 'mlflow.db is not a usable SQLite database' in one_line_error(r, 2)
     assert not (sm_env/'runs').exists() and list(staging.glob('recsys-sm-*')) == []
     # with --no-track the store is not the job's concern
     r = subprocess.run([str(BIN/'recsys'), 'run', str(nb), '--profile', 'sagemaker-local', '--no-track'], capture_output=True, text=True,
@@ -273,7 +264,7 @@ def test_store_damaged_during_the_job_keeps_it_succeeded_and_exits_1(sm_env, tmp
                       "open(db, 'w').write('not a database\\n' * 100)")
     r = subprocess.run([str(BIN/'recsys'), 'run', str(nb), '--profile', 'sagemaker-local'], capture_output=True, text=True,
                        env=dict(os.environ), timeout=300)
-    line = _recsys_reason(r, 1)
+    line = one_line_error(r, 1)
     run, = (sm_env/'runs'/'breaks_store').iterdir()
     assert line.startswith("recsys run: job recsys-breaks-store-") and "succeeded, but logging it to MLflow failed: " in line, line
     assert f"register_run('{run}', 'sagemaker-local')" in line

@@ -6,22 +6,13 @@ import json, os, shutil, subprocess
 import nbformat
 import pytest
 
-from conftest import BIN, ROOT
+from conftest import BIN, ROOT, one_line_error
 
 TRAIN = ROOT/'pipelines'/'train.ipynb'
 
 
 def recsys(*args, env, timeout=600):
     return subprocess.run([str(BIN/'recsys'), *map(str, args)], env=env, capture_output=True, text=True, timeout=timeout)
-
-
-def one_line_error(r, code: int) -> str:
-    "The exit code is `code`, no traceback, and one `recsys ...:` line gives the reason (after the run's INFO log lines)."
-    assert r.returncode == code, (r.returncode, r.stderr[-2000:])
-    assert 'Traceback' not in r.stderr, r.stderr[-2000:]
-    reasons = [l for l in r.stderr.strip().splitlines() if l.startswith('recsys ')]
-    assert len(reasons) == 1 and r.stderr.strip().endswith(reasons[0]), r.stderr[-2000:]
-    return reasons[0]
 
 
 def mlflow_client(env):
