@@ -15,9 +15,10 @@ import numpy as np
 import pandas as pd
 
 # %% auto #0
-__all__ = ['SETTINGS_KEYS', 'BACKENDS', 'BACKEND_KEYS', 'GiB', 'RecsysError', 'ConfigError', 'DataError', 'DestinationError',
-           'find_settings', 'Settings', 'load_settings', 'atomic_path', 'json_marker', 'write_json', 'sha256_file',
-           'frame_fingerprint', 'available_memory', 'MemoryBudgetError', 'memory_limit_gib', 'check_memory']
+__all__ = ['SETTINGS_KEYS', 'MLFLOW_SERVER_SCHEMES', 'BACKENDS', 'BACKEND_KEYS', 'GiB', 'RecsysError', 'ConfigError', 'DataError',
+           'DestinationError', 'is_mlflow_server', 'find_settings', 'Settings', 'load_settings', 'atomic_path',
+           'json_marker', 'write_json', 'sha256_file', 'frame_fingerprint', 'available_memory', 'MemoryBudgetError',
+           'memory_limit_gib', 'check_memory']
 
 # %% ../nbs/00_core.ipynb #f75c98a2
 class RecsysError(Exception):
@@ -55,6 +56,12 @@ SETTINGS_KEYS = {
     'spark_conf': ('list?', "extra Spark settings as key=value, comma-separated"),
     'memory_limit_gib': ('float?', "Most GiB one big allocation of a model may take; empty: what is available"),
 }
+
+MLFLOW_SERVER_SCHEMES = ('http', 'https', 'databricks', 'databricks-uc', 'uc') # MLflow stores reached over the network
+
+def is_mlflow_server(uri)->bool:
+    "Whether an MLflow store URI names a server, rather than a file or folder on this machine."
+    return str(uri or '').split(':', 1)[0].lower() in MLFLOW_SERVER_SCHEMES
 
 # %% ../nbs/00_core.ipynb #63ee60a4
 BACKENDS = ('local', 'sagemaker', 'sagemaker-local')

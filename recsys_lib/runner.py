@@ -667,7 +667,7 @@ def _cli_run_container(args, values:dict)->int:
     from recsys_lib.sagemaker.local import run_local_job
     if args.no_wait: raise ConfigError("--no-wait: a sagemaker-local job runs on this machine; run it in the background instead")
     res = run_local_job(args.notebook, values, profile=args.profile, timeout=args.timeout, track=not args.no_track,
-                        channels=dict(args.channel or []), mode=job_kind(args.notebook, args.job_kind))
+                        channels=dict(args.channel or []), mode=job_kind(args.notebook, args.job_kind), wheel=args.wheel)
     if not res.ok:
         if res.tracking_error: log.warning("job %s was not logged to MLflow: %s", res.job_name, res.tracking_error)
         print(f"recsys run: job {res.job_name} {res.status}: {res.reason}", file=sys.stderr)
@@ -734,7 +734,7 @@ def add_subcommands(sub)->None:
     r.add_argument('--job-kind', choices=('training', 'processing'), default=None,
                    help="SageMaker profiles: the job kind (default: processing for batch_inference, training otherwise)")
     r.add_argument('--no-wait', action='store_true', help="SageMaker profile: return once the job is created (collect it with recsys attach)")
-    r.add_argument('--wheel', default=None, help="SageMaker profile: the recsys_lib wheel the job installs (default: built from this checkout)")
+    r.add_argument('--wheel', default=None, help="SageMaker profiles: the recsys_lib wheel the job installs (default: built from this checkout)")
     common(r, runs=True); r.set_defaults(func=cli_run)
     rr = sub.add_parser('rerun', help="run a recorded run again: its notebook version and its parameters, into a new run folder")
     rr.add_argument('run', help="run folder, run id (notebook/folder) or a unique prefix of the folder name")

@@ -16,7 +16,7 @@ from urllib.parse import urlsplit, urlunsplit
 import pandas as pd
 
 import recsys_lib
-from .core import DataError, RecsysError, Settings, load_settings, sha256_file, write_json
+from .core import DataError, RecsysError, Settings, is_mlflow_server, load_settings, sha256_file, write_json
 from .models import ArtifactError, Recommender, load_model, read_manifest
 from .params import MLFLOW_PARAM_VALUE_MAX
 
@@ -55,15 +55,12 @@ class RegistrationError(TrackingError):
     "A run cannot become a model version: it did not succeed, or it holds no model."
 
 # %% ../nbs/08_tracking.ipynb #616c4368
-_SERVER_SCHEMES = ('http', 'https', 'databricks', 'databricks-uc', 'uc')
-
 def _redact(uri:str)->str:
     "`uri` with any `user:password@` masked, for reprs, messages and logs."
     parts = urlsplit(uri)
     if '@' not in parts.netloc: return uri
     return urlunsplit(parts._replace(netloc='***@' + parts.netloc.rsplit('@', 1)[1]))
 
-def _is_server(uri:str)->bool: return urlsplit(uri).scheme in _SERVER_SCHEMES
 
 @dataclass(frozen=True)
 class TrackingConfig:
@@ -75,7 +72,7 @@ class TrackingConfig:
     origin: str  # where `tracking_uri` came from
     runs_dir: Path|None = None  # the run store, whose run folders record the versions registered from them
     @property
-    def is_server(self)->bool: return _is_server(self.tracking_uri)
+    def is_server(self)->bool: return is_mlflow_server(self.tracking_uri)
     def __repr__(self):
         return (f"TrackingConfig(profile={self.profile!r}, tracking_uri={_redact(self.tracking_uri)!r}, "
                 f"registry_uri={_redact(self.registry_uri)!r}, artifact_dir={str(self.artifact_dir)!r}, origin={self.origin!r})")

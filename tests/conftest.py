@@ -1,5 +1,5 @@
 "Shared fixtures for the integration tests: the project root and the venv's console scripts."
-import os, sys
+import contextlib, os, socket, subprocess, sys, time, urllib.request
 from pathlib import Path
 
 import pytest
@@ -37,3 +37,25 @@ def one_line_error(r, code: int) -> str:
     reasons = [l for l in r.stderr.strip().splitlines() if l.startswith('recsys ')]
     assert len(reasons) == 1 and r.stderr.strip().endswith(reasons[0]), r.stderr[-2000:]
     return reasons[0]
+
+
+@contextlib.contextmanager
+def mlflow_server(folder: Path):
+    "`mlflow server` on 127.0.0.1 with its store and artifacts in `folder`; yields its URL and stops it afterwards."
+    with socket.socket() as s:
+        s.bind(('127.0.0.1', 0))
+        port = s.getsockname()[1]
+    server = subprocess.Popen([str(BIN/'mlflow'), 'server', '--host', '127.0.0.1', '--port', str(port), '--workers', '1',
+                               '--backend-store-uri', f'sqlite:///{folder}/server.db', '--artifacts-destination', str(folder/'server-art')],
+                              cwd=folder, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        url = f'http://127.0.0.1:{port}'
+        for _ in range(120):
+            try:
+                if urllib.request.urlopen(f'{url}/health', timeout=1).status == 200: break
+            except OSError: time.sleep(0.5)
+        else: pytest.fail('mlflow server did not start within 60 s')
+        yield url
+    finally:
+        os.killpg(server.pid, 15)
+        server.wait(30)

@@ -5,7 +5,7 @@ into the backend. The job outputs the fakes report are real: produced by the con
 
 Nothing here sends traffic: moto intercepts every boto3 call in-process.
 """
-import json, os, time
+import json, os, subprocess, time
 
 import moto
 import pytest
@@ -15,7 +15,7 @@ from recsys_lib.sagemaker import cloud
 from recsys_lib.sagemaker.cloud import AwsClients, SubmittedJob, attach_job, submit_job
 from recsys_lib.sagemaker.local import run_local_job
 
-from conftest import ROOT, isolated_tracking
+from conftest import BIN, ROOT, isolated_tracking, one_line_error
 
 BUCKET, REGION = 'recsys-test-bucket', 'eu-west-1'
 
@@ -75,7 +75,7 @@ def test_training_job_request_and_staging(aws, wheel, tmp_path, monkeypatch):
     assert req['AlgorithmSpecification']['TrainingImage'] == '763104351884.dkr.ecr.eu-west-1.amazonaws.com/pytorch-training:2.5-gpu-py311'
     assert req['RoleArn'] == 'arn:aws:iam::111122223333:role/recsys-sagemaker-execution'
     assert req['ResourceConfig'] == {'InstanceType': 'ml.g5.xlarge', 'InstanceCount': 2, 'VolumeSizeInGB': 50}
-    assert req['HyperParameters'] == {'recsys_notebook': 'train.ipynb', 'data_path': '$SM_CHANNEL_DATA/interactions.csv',
+    assert req['HyperParameters'] == {'recsys_notebook': 'train.ipynb', 'recsys_registry_profile': 'sagemaker', 'data_path': '$SM_CHANNEL_DATA/interactions.csv',
                                       'model': 'sasrec', 'model_params': '{"epochs": 2}', 'k': '20'}
     assert req['OutputDataConfig']['S3OutputPath'] == f's3://{BUCKET}/recsys/jobs'
     assert req['StoppingCondition'] == {'MaxRuntimeInSeconds': 86400, 'MaxWaitTimeInSeconds': 172800}
@@ -90,11 +90,16 @@ def test_training_job_request_and_staging(aws, wheel, tmp_path, monkeypatch):
     assert {'Key': 'project', 'Value': 'recsys_lib'} in tags
     # what the container will find: the notebook, the settings, the wheel, the uploaded data
     code = channels['code'][len(f's3://{BUCKET}/'):]
-    assert {k.rsplit('/', 1)[1] for k in _keys(aws, code)} == {'train.ipynb', 'settings.ini', wheel.name}
+    assert {k.rsplit('/', 1)[1] for k in _keys(aws, code)} == {'train.ipynb', 'settings.ini', wheel.name, 'constraints.txt', 'job.sh'}
     assert _keys(aws, channels['data'][len(f's3://{BUCKET}/'):])[0].endswith('interactions.csv')
-    # the command installs this very wheel and runs the entrypoint
-    assert f"'./{wheel.name}[{','.join(cloud.JOB_EXTRAS)}]'" in json.loads(
-        aws.s3.get_object(Bucket=BUCKET, Key=_keys(aws, channels['sm_drivers'][len(f's3://{BUCKET}/'):] + '/sourcecode.json')[0])['Body'].read())['command']
+    # the command runs job.sh, which installs this very wheel under the staged constraints and runs the entrypoint
+    get = lambda key: aws.s3.get_object(Bucket=BUCKET, Key=key)['Body'].read()
+    assert json.loads(get(_keys(aws, channels['sm_drivers'][len(f's3://{BUCKET}/'):] + '/sourcecode.json')[0]))['command'] == 'bash job.sh training'
+    job_sh = get(next(k for k in _keys(aws, code) if k.endswith('/job.sh'))).decode()
+    assert f"-c constraints.txt './{wheel.name}[{','.join(cloud.JOB_EXTRAS)}]'" in job_sh
+    pins = dict(l.split('==') for l in get(next(k for k in _keys(aws, code) if k.endswith('/constraints.txt'))).decode().splitlines() if '==' in l)
+    from importlib import metadata
+    assert pins['mlflow'] == metadata.version('mlflow') and pins['papermill'] == metadata.version('papermill') and 'torch' not in pins
 
 
 def test_processing_job_request_for_batch_inference(aws, wheel, tmp_path):
@@ -111,8 +116,7 @@ def test_processing_job_request_for_batch_inference(aws, wheel, tmp_path):
     assert len(sent) == 1 and sent[0]['ProcessingResources']['ClusterConfig'] == {
         'InstanceCount': 1, 'InstanceType': 'ml.g5.xlarge', 'VolumeSizeInGB': 50}
     assert {'Key': 'project', 'Value': 'recsys_lib'} in sent[0]['Tags'] and sent[0]['RoleArn'] == req['RoleArn']
-    assert req['AppSpecification']['ContainerEntrypoint'][:2] == ['bash', '-c']
-    assert 'recsys_lib.sagemaker.entrypoint --mode processing' in req['AppSpecification']['ContainerEntrypoint'][2]
+    assert req['AppSpecification']['ContainerEntrypoint'] == ['bash', '/opt/ml/processing/input/code/job.sh', 'processing']
     inputs = {i['InputName']: i['S3Input'] for i in req['ProcessingInputs']}
     assert {n: i['LocalPath'] for n, i in inputs.items()} == {n: f'/opt/ml/processing/input/{n}' for n in ('code', 'config', 'model')}
     outputs = {o['OutputName']: o['S3Output']['S3Uri'] for o in req['ProcessingOutputConfig']['Outputs']}
@@ -120,7 +124,7 @@ def test_processing_job_request_for_batch_inference(aws, wheel, tmp_path):
     # the hyperparameters travel as a file in the config input, every value a string
     config = inputs['config']['S3Uri'][len(f's3://{BUCKET}/'):]
     hps = json.loads(aws.s3.get_object(Bucket=BUCKET, Key=[k for k in _keys(aws, config) if k.endswith('hyperparameters.json')][0])['Body'].read())
-    assert hps == {'recsys_notebook': 'batch_inference.ipynb', 'model_path': '$SM_CHANNEL_MODEL', 'k': '5'}
+    assert hps == {'recsys_notebook': 'batch_inference.ipynb', 'recsys_registry_profile': 'sagemaker', 'model_path': '$SM_CHANNEL_MODEL', 'k': '5'}
     assert any(k.endswith('manifest.json') for k in _keys(aws, inputs['model']['S3Uri'][len(f's3://{BUCKET}/'):]))
 
 
@@ -143,7 +147,7 @@ def test_recsys_run_uploads_a_local_data_path_as_a_channel(aws, wheel, tmp_path,
     assert main(['run', str(ROOT/'pipelines'/'train.ipynb'), '--profile', 'sagemaker', '-p', 'data_path', 'ratings.csv', '--no-wait']) == 0
     name = aws.sagemaker.list_training_jobs()['TrainingJobSummaries'][0]['TrainingJobName']
     req = aws.sagemaker.describe_training_job(TrainingJobName=name)   # the CLI made its own clients: read what moto received
-    assert req['HyperParameters'] == {'recsys_notebook': 'train.ipynb', 'data_path': '$SM_CHANNEL_DATA_PATH/ratings.csv'}
+    assert req['HyperParameters'] == {'recsys_notebook': 'train.ipynb', 'recsys_registry_profile': 'sagemaker', 'data_path': '$SM_CHANNEL_DATA_PATH/ratings.csv'}
     channels = {c['ChannelName']: c['DataSource']['S3DataSource']['S3Uri'] for c in req['InputDataConfig']}
     assert set(channels) == {'data_path', 'code', 'sm_drivers'}
     key = channels['data_path'][len(f's3://{BUCKET}/'):]
@@ -179,7 +183,7 @@ def test_processing_job_gets_path_parameters_as_inputs(aws, wheel, tmp_path):
     assert any(k.endswith('/manifest.json') for k in _keys(aws, inputs['model_path']['S3Uri'][len(f's3://{BUCKET}/'):]))
     config = inputs['config']['S3Uri'][len(f's3://{BUCKET}/'):]
     hps = json.loads(aws.s3.get_object(Bucket=BUCKET, Key=[k for k in _keys(aws, config) if k.endswith('hyperparameters.json')][0])['Body'].read())
-    assert hps == {'recsys_notebook': 'batch_inference.ipynb', 'users_path': '$SM_CHANNEL_USERS_PATH/users.csv', 'model_path': '$SM_CHANNEL_MODEL_PATH'}
+    assert hps == {'recsys_notebook': 'batch_inference.ipynb', 'recsys_registry_profile': 'sagemaker', 'users_path': '$SM_CHANNEL_USERS_PATH/users.csv', 'model_path': '$SM_CHANNEL_MODEL_PATH'}
 
 class FakeSageMaker:
     "Scripted Describe*Job answers for the states moto cannot produce; records stop requests."
@@ -262,7 +266,7 @@ def test_recsys_schedule_dry_run_and_local_crontab(clean_env, tmp_path):
     assert r.returncode == 0, r.stderr[-2000:]
     out = json.loads(r.stdout)
     step = out['pipeline_definition']['Steps'][0]
-    assert step['Type'] == 'Training' and step['Arguments']['HyperParameters'] == {'recsys_notebook': 'train.ipynb', 'model': 'ease'}
+    assert step['Type'] == 'Training' and step['Arguments']['HyperParameters'] == {'recsys_notebook': 'train.ipynb', 'recsys_registry_profile': 'sagemaker', 'model': 'ease'}
     req = out['create_schedule_request']
     assert req['ScheduleExpression'] == 'cron(0 3 ? * 2,3,4,5,6 *)'
     assert req['Target']['Arn'] == 'arn:aws:sagemaker:eu-west-1:111122223333:pipeline/recsys-train'
@@ -294,7 +298,7 @@ def test_recsys_schedule_refuses_local_paths_and_takes_s3_ones(clean_env, tmp_pa
                        cwd=tmp_path, capture_output=True, text=True, env=env, timeout=300)
     assert r.returncode == 0, r.stderr[-2000:]
     args = json.loads(r.stdout)['pipeline_definition']['Steps'][0]['Arguments']
-    assert args['HyperParameters'] == {'recsys_notebook': 'train.ipynb', 'data_path': '$SM_CHANNEL_DATA_PATH/ratings.csv'}
+    assert args['HyperParameters'] == {'recsys_notebook': 'train.ipynb', 'recsys_registry_profile': 'sagemaker', 'data_path': '$SM_CHANNEL_DATA_PATH/ratings.csv'}
     channels = {c['ChannelName']: c['DataSource']['S3DataSource']['S3Uri'] for c in args['InputDataConfig']}
     assert channels['data_path'] == 's3://recsys-example-bucket/exports/ratings.csv'
     # sagemaker-local schedules run on this machine: the crontab line, with the path made absolute (cron starts elsewhere)
@@ -381,7 +385,7 @@ def test_job_installs_the_extras_each_pipeline_notebook_imports():
     The spark extra is left out: its imports sit behind engine == 'spark', which needs Java the job image lacks."""
     import ast, re
     from pathlib import Path
-    installed = set(re.search(r"\.whl\[([^\]]*)\]", cloud.container_command('recsys_lib-0.1-py3-none-any.whl', 'training')).group(1).split(','))
+    installed = set(re.search(r"\.whl\[([^\]]*)\]", cloud.job_script('recsys_lib-0.1-py3-none-any.whl')).group(1).split(','))
     optional = _optional_modules()
     assert optional.get('mlflow') == {'tracking'} and optional.get('papermill') == {'pipelines'}   # the mapping itself works
     missing = {}
@@ -440,14 +444,37 @@ def test_processing_job_runs_on_its_own_instance_count(aws, wheel, tmp_path, mon
     assert sent[0]['ProcessingResources']['ClusterConfig']['InstanceCount'] == cloud.PROCESSING_INSTANCE_COUNT == 1
 
 
-def test_processing_entrypoint_past_the_service_limit_is_refused_before_staging(aws, wheel, tmp_path):
+def test_processing_entrypoint_stays_within_the_service_limit_whatever_the_wheel_is_called(aws, wheel, tmp_path):
+    "The entrypoint starts job.sh in the code channel; an install command spelt out in it took 231-240 of the 256 characters allowed."
     import shutil
     long_wheel = tmp_path/f"recsys_lib-0.1.0+{'a' * 60}-py3-none-any.whl"
     shutil.copy(wheel, long_wheel)
-    with pytest.raises(Exception, match=r"container entrypoint is \d+ characters; SageMaker allows 256"):
-        submit_job(ROOT/'pipelines'/'batch_inference.ipynb', {'model_path': '$SM_CHANNEL_MODEL'},
-                   channels={'model': _batch_model(tmp_path)}, clients=aws, wheel=long_wheel)
-    assert _keys(aws) == []
+    sent = _capture(aws, 'CreateProcessingJob')
+    submit_job(ROOT/'pipelines'/'batch_inference.ipynb', {'model_path': '$SM_CHANNEL_MODEL'},
+               channels={'model': _batch_model(tmp_path)}, clients=aws, wheel=long_wheel)
+    entrypoint = sent[0]['AppSpecification']['ContainerEntrypoint']
+    assert entrypoint == ['bash', '/opt/ml/processing/input/code/job.sh', 'processing'] and max(map(len, entrypoint)) <= 256
+    assert any(k.endswith(f'/code/{long_wheel.name}') for k in _keys(aws))
+
+
+def test_evaluate_job_is_refused_when_its_registry_is_a_file_the_job_cannot_reach(aws, wheel):
+    "The job reads registered models from the profile it was submitted from; a SQLite file there is out of its reach."
+    with pytest.raises(Exception, match=r"evaluate.ipynb reads registered models inside the job, but \[sagemaker\] of .* has registry_uri"):
+        submit_job(ROOT/'pipelines'/'evaluate.ipynb', {'registered_model': 'm'}, clients=aws, wheel=wheel)
+    assert _keys(aws) == []   # nothing uploaded
+
+def test_image_context_for_a_baked_job_image(wheel, tmp_path):
+    "recsys image-context: the Dockerfile, job.sh, constraints.txt and the wheel, and the docker build line with AWS's image as the base."
+    r = subprocess.run([str(BIN/'recsys'), 'image-context', str(tmp_path/'ctx'), '--wheel', str(wheel), '--profile', 'sagemaker'],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert sorted(p.name for p in (tmp_path/'ctx').iterdir()) == sorted(['Dockerfile', 'job.sh', 'constraints.txt', wheel.name])
+    assert 'docker build -t recsys-job --build-arg BASE_IMAGE=763104351884.dkr.ecr.' in r.stdout and 'pytorch-training' in r.stdout
+    dockerfile = (tmp_path/'ctx'/'Dockerfile').read_text()
+    assert (ROOT/'recsys_lib'/'sagemaker'/'Dockerfile').read_text() == dockerfile   # the file the README names
+    assert 'RUN bash /opt/recsys/job.sh install' in dockerfile and 'COPY job.sh constraints.txt *.whl /opt/recsys/' in dockerfile
+    r = subprocess.run([str(BIN/'recsys'), 'image-context', str(tmp_path/'ctx'), '--wheel', str(wheel)], capture_output=True, text=True, timeout=120)
+    assert one_line_error(r, 2).endswith('is not an empty folder; image-context writes a fresh build context there')
 
 
 def test_two_submissions_in_the_same_second_get_different_names(aws, wheel, tmp_path, monkeypatch):

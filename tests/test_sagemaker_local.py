@@ -55,7 +55,7 @@ def test_tiny_notebook_succeeds_with_typed_parameters(sm_env, tiny):
     assert res.metrics == {'loss': 3.0}
     # the container saw strings only; the notebook got typed values
     hps = json.loads((res.root/'input'/'config'/'hyperparameters.json').read_text())
-    assert hps == {'recsys_notebook': 'tiny.ipynb', 'epochs': '3', 'lr': '0.5', 'opts': '{"scale": 2}', 'flag': 'true'}
+    assert hps == {'recsys_notebook': 'tiny.ipynb', 'recsys_registry_profile': 'sagemaker-local', 'epochs': '3', 'lr': '0.5', 'opts': '{"scale": 2}', 'flag': 'true'}
     assert json.loads((res.run_dir/'params.json').read_text()) == {'epochs': 3, 'lr': 0.5, 'opts': {'scale': 2}, 'flag': True}
     # collected under the profile's runs_dir like a local run, with the model and the job's record
     assert res.run_dir.parent == sm_env/'runs'/'tiny'
@@ -97,8 +97,9 @@ def test_train_pipeline_through_the_container_then_registered(sm_env):
     assert res.ok, (res.reason, (res.run_dir/'job.log').read_text()[-3000:] if res.run_dir else None)
     assert res.metrics['test_ndcg@10'] > 0
     assert (res.run_dir/'model'/'manifest.json').is_file()
-    split_dir = json.loads((res.run_dir/'records.json').read_text())['split_dir']
-    assert split_dir == str(res.run_dir/'split') and (res.run_dir/'split'/'split.parquet').is_file()
+    records = json.loads((res.run_dir/'records.json').read_text())
+    assert records['split_dir'] == str(res.run_dir/'split') and (res.run_dir/'split'/'split.parquet').is_file()
+    assert records['training_data']['split_dir'] == str(res.run_dir/'split')   # the lineage the registry keeps, not the job's scratch copy
     out = register_run(res.run_dir, 'sagemaker-local')
     assert (out['registered_model'], out['version']) == ('sm-e2e', 1)
     assert (sm_env/'mlflow.db').is_file()
@@ -275,3 +276,85 @@ def test_store_damaged_during_the_job_keeps_it_succeeded_and_exits_1(sm_env, tmp
     res = run_local_job(nb, track=True)
     assert (res.status, res.tracked) == ('succeeded', {}) and res.tracking_error
     assert json.loads((res.run_dir/'manifest.json').read_text())['tracking_error'] == res.tracking_error
+
+
+@pytest.fixture
+def server_profile(sm_env, monkeypatch):
+    """The sagemaker-local profile on an MLflow server on 127.0.0.1, which jobs reach as a cloud job reaches its tracking
+    server: the settings file the job is given names the server for its own profile too."""
+    import configparser
+    from conftest import mlflow_server
+    with mlflow_server(sm_env) as url:
+        cfg = configparser.ConfigParser(interpolation=None)
+        cfg.read(ROOT/'settings.ini')
+        for profile in ('local', 'sagemaker-local'): cfg[profile].update(tracking_uri=url, registry_uri=url)
+        with open(sm_env/'settings.ini', 'w') as f: cfg.write(f)
+        monkeypatch.setenv('RECSYS_SETTINGS', str(sm_env/'settings.ini'))
+        for k in ('TRACKING_URI', 'REGISTRY_URI'): monkeypatch.setenv(f'RECSYS_SAGEMAKER_LOCAL_{k}', url)
+        yield url
+
+
+def test_every_pipeline_notebook_runs_as_a_job_in_the_isolated_environment(server_profile, tmp_path):
+    """train, evaluate, batch_inference and monitor, each as the job the cloud would run: the SDK's sm_train.sh (or the
+    processing entrypoint) runs job.sh in a Python holding only what job.sh installed, so a missing extra fails here."""
+    from recsys_lib.sagemaker.local import job_envs_dir
+    train = run_local_job(ROOT/'pipelines'/'train.ipynb', {'preset': 'tiny', 'model': 'popularity', 'registered_model': 'sm-all'}, track=True)
+    assert train.ok and train.tracked['version'] == 1, (train.reason, train.tracking_error)
+    jobs = {'evaluate': ({'registered_model': 'sm-all', 'versions': ['challenger'], 'preset': 'tiny', 'n_boot': 20}, 'training'),
+            'batch_inference': ({'registered_model': 'sm-all', 'alias': 'challenger', 'k': 5}, 'processing'),
+            'monitor': ({'registered_model': 'sm-all', 'alias': 'challenger', 'preset': 'tiny'}, 'training')}
+    results = {name: run_local_job(ROOT/'pipelines'/f'{name}.ipynb', params, mode=mode) for name, (params, mode) in jobs.items()}
+    failed = {name: (r.reason, (r.run_dir/'job.log').read_text()[-1500:] if r.run_dir else None) for name, r in results.items() if not r.ok}
+    assert not failed, failed
+    for name, r in {'train': train, **results}.items():   # each ran in the job environment's Python, not this one
+        assert f"{job_envs_dir()}/" in (r.run_dir/'job.log').read_text(), name
+    assert 'Executing command: bash job.sh training' in (train.run_dir/'job.log').read_text()   # through the SDK's sm_train.sh
+    assert 'challenger_ndcg@10' in results['evaluate'].metrics and 'retrain_due' in results['monitor'].metrics
+    reco = pd.read_parquet(results['batch_inference'].run_dir/'recommendations')
+    assert reco.groupby('user_id').size().eq(5).all()
+
+
+def test_the_job_environment_holds_what_job_sh_installs_pinned_and_needs_no_index_once_built(sm_env, tmp_path):
+    "The cached job environment: the packages job.sh installed at the staged pins, none of this machine's dev tools; a rerun installs offline."
+    import os
+    from recsys_lib.core import load_settings
+    from recsys_lib.sagemaker.cloud import build_wheel, stage_code
+    from recsys_lib.sagemaker.local import container_environment, job_python
+    code = stage_code(ROOT/'pipelines'/'train.ipynb', load_settings('sagemaker-local'), build_wheel(tmp_path/'dist'), tmp_path/'code')
+    pins = dict(l.split('==') for l in (code/'constraints.txt').read_text().splitlines() if '==' in l)
+    with job_python(code) as env:
+        python = str(env/'bin'/'python')
+        env_vars = container_environment(env, tmp_path)
+        r = subprocess.run([python, '-c', 'import importlib.metadata as m, json; print(json.dumps({d.metadata["Name"].lower().replace("_", "-"): d.version for d in m.distributions()}))'],
+                           capture_output=True, text=True, env=env_vars)
+        installed = json.loads(r.stdout)
+        assert {k: installed.get(k) for k in ('mlflow', 'papermill', 'pandas')} == {k: pins[k] for k in ('mlflow', 'papermill', 'pandas')}
+        assert not {'pyspark', 'moto', 'nbdev', 'pytest'} & set(installed), "the job environment holds packages job.sh never installed"
+        # a baked image: every package is there, so job.sh installs with no index at all (a VPC without NAT)
+        offline = {**env_vars, 'PIP_CONFIG_FILE': os.devnull, 'PIP_NO_INDEX': '1', 'PIP_FIND_LINKS': ''}
+        r = subprocess.run(['bash', str(code/'job.sh'), 'install'], capture_output=True, text=True, env=offline, timeout=300)
+        assert r.returncode == 0, r.stderr[-2000:]
+
+
+def test_a_value_the_sdk_environment_file_cannot_hold_fails_the_emulated_job_as_it_would_the_real_one(sm_env, tiny, monkeypatch):
+    "Without the check before staging, the SDK's own environment.py and sm_train.sh kill the job before the notebook starts, with no reason."
+    from recsys_lib.params import ParamError
+    from recsys_lib.sagemaker import cloud
+    params = {'epochs': 1, 'opts': {'scale': 2, 'note': "it's"}, 'flag': True}
+    with pytest.raises(ParamError, match="contains a single quote"): run_local_job(tiny, params)
+    monkeypatch.setattr(cloud, 'check_environment_file', lambda *a: None)
+    res = run_local_job(tiny, params, keep_root=True)
+    # bash stops on the syntax error of the sourced file: exit 2, before sm_train.sh's ERR trap could write a reason
+    assert (res.status, res.exit_code, res.run_dir) == ('failed', 2, None), res
+    assert res.reason == 'the container exited with status 2 and wrote no failure reason'
+    assert "sm_training.env: line" in (res.root/'job.log').read_text() and 'unexpected EOF' in (res.root/'job.log').read_text()
+
+
+def test_a_job_reading_the_registry_is_refused_without_a_server_it_can_reach(sm_env):
+    "evaluate and monitor read registered models inside the job; with a SQLite registry the job would start and find it empty."
+    from recsys_lib.core import ConfigError
+    for nb in ('evaluate', 'monitor'):
+        with pytest.raises(ConfigError, match=rf"{nb}.ipynb reads registered models inside the job, but \[sagemaker-local\] of .*settings.ini "
+                                              r"has registry_uri 'sqlite:///.recsys/mlflow.db', a store on this machine the job cannot reach"):
+            run_local_job(ROOT/'pipelines'/f'{nb}.ipynb', {'registered_model': 'm'})
+    assert not (sm_env/'runs').exists()

@@ -1,11 +1,11 @@
 "MLflow tracking and registry against real stores: SQLite + local artifacts by default, a 127.0.0.1 server when slow."
-import ast, json, os, shutil, socket, subprocess, sys, textwrap, time, urllib.request
+import ast, json, os, shutil, subprocess, sys, textwrap
 from pathlib import Path
 
 import pandas as pd
 import pytest
 
-from conftest import ROOT
+from conftest import ROOT, mlflow_server
 
 mlflow = pytest.importorskip('mlflow')
 from mlflow import MlflowClient
@@ -240,26 +240,10 @@ def test_only_tracking_imports_mlflow():
         assert 'recsys_lib.tracking' not in _module_imports(py, True), f"{py.name} imports recsys_lib.tracking at import time"
 
 
-def _free_port():
-    with socket.socket() as s:
-        s.bind(('127.0.0.1', 0))
-        return s.getsockname()[1]
-
-
 @pytest.mark.slow
 def test_tracking_server_works_unchanged(proj, settings, tmp_path, monkeypatch):
     "The same calls against `mlflow server` on 127.0.0.1: artifacts go through the server, not to artifact_dir."
-    port = _free_port()
-    server = subprocess.Popen([str(Path(sys.executable).parent/'mlflow'), 'server', '--host', '127.0.0.1', '--port', str(port),
-                               '--backend-store-uri', f'sqlite:///{tmp_path}/server.db', '--artifacts-destination', str(tmp_path/'server-art')],
-                              cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-    try:
-        url = f'http://127.0.0.1:{port}'
-        for _ in range(120):
-            try:
-                if urllib.request.urlopen(f'{url}/health', timeout=1).status == 200: break
-            except OSError: time.sleep(0.5)
-        else: pytest.fail('mlflow server did not start within 60 s')
+    with mlflow_server(tmp_path) as url:
         monkeypatch.setenv('MLFLOW_TRACKING_URI', url)
         model = make_model()
         rid = T.log_run(fake_run(proj/'runs', 'r1', model=model))
@@ -269,6 +253,3 @@ def test_tracking_server_works_unchanged(proj, settings, tmp_path, monkeypatch):
         pd.testing.assert_frame_equal(T.load_registered_model('pop').recommend(users, k=5), model.recommend(users, k=5))
         assert T.list_versions('pop').aliases.tolist() == ['champion']
         assert not settings.artifact_dir.exists() and any((tmp_path/'server-art').rglob('arrays.npz'))
-    finally:
-        os.killpg(server.pid, 15)
-        server.wait(30)

@@ -7,28 +7,28 @@ Docs: https://recsys-lib.github.io/recsys_lib/sagemaker_cloud.html.md"""
 
 # %% ../../nbs/11b_sagemaker_cloud.ipynb #87e9ee57
 from __future__ import annotations
-import contextlib, json, logging, os, re, secrets, shutil, subprocess, sys, tempfile, time
+import contextlib, json, logging, os, re, secrets, shutil, subprocess, sys, tempfile, time, zipfile
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
 from ..core import ConfigError, RecsysError, Settings, load_settings
 from ..params import ParamError, check_params, notebook_params, secret_env_var
-from .local import JobResult, collect_job, encode_hyperparameters, job_settings, stage_path_params
+from .local import CHANNEL_NAME, RESERVED_CHANNELS, JobResult, check_registry_reach, collect_job, encode_hyperparameters, job_settings, stage_path_params
 
 log = logging.getLogger(__name__)
 
 # %% auto #0
-__all__ = ['log', 'TELEMETRY_OPT_OUT', 'IAM_HELP', 'JOB_NAME', 'PROCESSING_NOTEBOOKS', 'JOB_EXTRAS', 'RESERVED_CHANNELS',
-           'LOCAL_STORAGE_FAMILIES', 'PROCESSING', 'PROCESSING_INSTANCE_COUNT', 'ENTRYPOINT_MAX', 'TERMINAL',
-           'prepare_sdk', 'AwsClients', 'AwsError', 'aws_errors', 'role_errors', 's3_split', 'base_job_name',
-           'unique_job_base', 'check_job_name', 'job_kind', 'project_root', 'build_wheel', 'stage_code',
-           'container_command', 'job_inputs', 'check_environment_file', 'stage_registered_model', 'has_local_storage',
-           'volume_kms_key', 'job_image', 'sdk_session', 'model_trainer', 'training_inputs', 'processing_entrypoint',
-           'processing_request', 'SubmittedJob', 'StagedJob', 'stage_job', 'create_job', 'submit_job', 'describe_job',
-           'job_status', 'stop_job', 'LogTail', 'wait_for_job', 'fetch_outputs', 'failure_reason', 'job_channels',
-           'finish_job', 'run_sagemaker_job', 'attach_job', 'cli_run_sagemaker', 'cli_attach',
-           'add_sagemaker_subcommands']
+__all__ = ['log', 'TELEMETRY_OPT_OUT', 'IAM_HELP', 'JOB_NAME', 'PROCESSING_NOTEBOOKS', 'JOB_EXTRAS', 'JOB_SCRIPT', 'CONSTRAINTS',
+           'IMAGE_FRAMEWORK', 'LOCAL_STORAGE_FAMILIES', 'PROCESSING', 'PROCESSING_INSTANCE_COUNT',
+           'PROCESSING_ENTRYPOINT', 'TERMINAL', 'prepare_sdk', 'AwsClients', 'AwsError', 'aws_errors', 'role_errors',
+           's3_split', 'base_job_name', 'unique_job_base', 'check_job_name', 'job_kind', 'project_root', 'build_wheel',
+           'wheel_requirements', 'job_constraints', 'job_script', 'stage_code', 'job_inputs', 'check_environment_file',
+           'stage_registered_model', 'has_local_storage', 'volume_kms_key', 'job_image', 'aws_image', 'sdk_session',
+           'model_trainer', 'training_inputs', 'processing_request', 'SubmittedJob', 'StagedJob', 'stage_job',
+           'create_job', 'submit_job', 'describe_job', 'job_status', 'stop_job', 'LogTail', 'wait_for_job',
+           'fetch_outputs', 'failure_reason', 'job_channels', 'finish_job', 'run_sagemaker_job', 'attach_job',
+           'image_context', 'cli_image_context', 'cli_run_sagemaker', 'cli_attach', 'add_sagemaker_subcommands']
 
 # %% ../../nbs/11b_sagemaker_cloud.ipynb #940f0b15
 TELEMETRY_OPT_OUT = "SchemaVersion: '1.0'\nSageMaker:\n  PythonSDK:\n    Modules:\n      TelemetryOptOut: true\n"
@@ -186,24 +186,69 @@ def build_wheel(dest:Path|str, # folder the wheel is written to
     if r.returncode or not wheels: raise RecsysError(f"building the recsys_lib wheel from {source} failed: {(r.stderr or r.stdout).strip()[-500:]}")
     return wheels[-1]
 
+JOB_EXTRAS = ('train', 'pipelines', 'tracking') # what the pipeline notebooks import: models, papermill, MLflow (the registry)
+JOB_SCRIPT, CONSTRAINTS = 'job.sh', 'constraints.txt'
+IMAGE_FRAMEWORK = re.compile(r"torch|nvidia-.+|triton") # the image's own build of these is kept: framework_version chooses it
+
+def wheel_requirements(wheel:Path|str)->list:
+    "The `Requires-Dist` lines of `wheel`'s metadata."
+    with zipfile.ZipFile(wheel) as z:
+        meta = next((n for n in z.namelist() if n.count('/') == 1 and n.endswith('.dist-info/METADATA')), None)
+        if meta is None: raise ConfigError(f"{wheel} has no .dist-info/METADATA; expected a wheel built by pip")
+        text = z.read(meta).decode()
+    return [l.split(':', 1)[1].strip() for l in text.splitlines() if l.startswith('Requires-Dist:')]
+
+def job_constraints(wheel:Path|str, extras:tuple=JOB_EXTRAS)->str:
+    "`constraints.txt` for a job: each package `wheel[extras]` needs, pinned to the version installed in this environment."
+    from importlib import metadata
+    from packaging.requirements import Requirement
+    from packaging.utils import canonicalize_name
+    pending = [(Requirement(r), set(extras)) for r in wheel_requirements(wheel)]
+    pins, seen, unpinned, left = {}, set(), set(), set()
+    while pending:
+        req, parent_extras = pending.pop()
+        if req.marker and not any(req.marker.evaluate({'extra': e}) for e in parent_extras or {''}): continue
+        name = canonicalize_name(req.name)
+        if (name, frozenset(req.extras)) in seen: continue
+        seen.add((name, frozenset(req.extras)))
+        try: dist = metadata.distribution(req.name)
+        except metadata.PackageNotFoundError: unpinned.add(name); continue
+        if IMAGE_FRAMEWORK.fullmatch(name) or '+' in dist.version: left.add(name)
+        else: pins[name] = dist.version
+        pending += [(Requirement(r), set(req.extras)) for r in dist.requires or []]
+    if unpinned: log.warning("%s: not installed here, so the job installs the newest release of: %s", CONSTRAINTS, ', '.join(sorted(unpinned)))
+    head = [f"# pip constraints for {Path(wheel).name}[{','.join(extras)}], from the environment it was staged from",
+            f"# (Python {sys.version.split()[0]}, {sys.platform}). Left to the image: {', '.join(sorted(left)) or 'nothing'}."]
+    if unpinned: head.append(f"# Not installed where staged, so unpinned: {', '.join(sorted(unpinned))}.")
+    return '\n'.join(head + [f"{n}=={v}" for n, v in sorted(pins.items())]) + '\n'
+
+def job_script(wheel:str)->str:
+    "`job.sh`: install the job's packages, then run the entrypoint (`bash job.sh training|processing`), or only install (`install`)."
+    pip = "python -m pip install --quiet --no-cache-dir --disable-pip-version-check"
+    return f"""#!/bin/bash
+# Written by recsys_lib: what a SageMaker job runs in its code folder, and what the image Dockerfile runs.
+#   bash job.sh training|processing   install the job's packages, then run the notebook its hyperparameters name
+#   bash job.sh install               install only (bakes the packages into an image)
+set -euo pipefail
+cd "$(dirname "$0")"
+{pip} -c {CONSTRAINTS} './{wheel}[{','.join(JOB_EXTRAS)}]'
+# this very wheel, even over an installed recsys_lib of the same version number (an image with an older build baked in)
+{pip} --no-deps --force-reinstall './{wheel}'
+if [ "${{1:-}}" = install ]; then exit 0; fi
+exec python -m recsys_lib.sagemaker.entrypoint --mode "$1"
+"""
+
 def stage_code(notebook:Path|str, settings:Settings, wheel:Path|str, dest:Path|str)->Path:
-    "The job's code folder: the notebook, the settings file and the wheel."
+    "The job's code folder: the notebook, the settings file, the wheel, `constraints.txt` and `job.sh`."
     dest = Path(dest); dest.mkdir(parents=True, exist_ok=True)
     for src in (notebook, settings.source, wheel): shutil.copy2(src, dest/Path(src).name)
     if settings.source.name != 'settings.ini': shutil.copy2(settings.source, dest/'settings.ini')
+    (dest/CONSTRAINTS).write_text(job_constraints(wheel))
+    (dest/JOB_SCRIPT).write_text(job_script(Path(wheel).name))
     return dest
 
-JOB_EXTRAS = ('train', 'pipelines', 'tracking') # what the pipeline notebooks import: models, papermill, MLflow (the registry)
-
-def container_command(wheel:str, mode:str)->str:
-    "The shell command the container runs in the code folder: install the wheel, run the entrypoint."
-    return (f"python -m pip install --quiet --no-cache-dir --disable-pip-version-check './{wheel}[{','.join(JOB_EXTRAS)}]' "
-            f"&& exec python -m recsys_lib.sagemaker.entrypoint --mode {mode}")
-
 # %% ../../nbs/11b_sagemaker_cloud.ipynb #749479e6
-_CHANNEL = re.compile(r"[A-Za-z0-9_]{1,64}")  # SageMaker allows '.' and '-' too, but the job sees $SM_CHANNEL_<NAME>, a shell variable
 _HP_NAME = re.compile(r"[A-Za-z0-9_-]{1,256}")
-RESERVED_CHANNELS = ('code', 'config', 'sm_drivers')
 
 def job_inputs(notebook:Path|str, params:dict, channels:dict, settings:Settings, staging:Path, kind:str,
                profile:str|None=None)->tuple: # (hyperparameters, channels)
@@ -216,7 +261,7 @@ def job_inputs(notebook:Path|str, params:dict, channels:dict, settings:Settings,
     check_params(notebook, params, declared, environ={})
     channels = dict(channels)
     for c, src in channels.items():
-        if not _CHANNEL.fullmatch(c) or c in RESERVED_CHANNELS:
+        if not CHANNEL_NAME.fullmatch(c) or c in RESERVED_CHANNELS:
             raise ConfigError(f"channel name {c!r}; expected 1-64 letters, digits and '_' (the job reads it as $SM_CHANNEL_{c.upper()}, "
                               f"a shell variable), not {', '.join(RESERVED_CHANNELS)}")
         if not str(src).startswith('s3://') and not Path(src).exists(): raise ConfigError(f"channel {c!r}: {src} does not exist")
@@ -224,8 +269,9 @@ def job_inputs(notebook:Path|str, params:dict, channels:dict, settings:Settings,
     if kind == 'processing' and 'model_path' in declared and not params.get('model_path') and 'model' not in channels:
         channels['model'] = stage_registered_model(params, declared, staging/'model', profile)
         params['model_path'] = '$SM_CHANNEL_MODEL'
-    hps = {'recsys_notebook': Path(notebook).name, **encode_hyperparameters(params)}
-    if len(hps) > 100: raise ParamError(f"{len(hps)} hyperparameters with recsys_notebook; SageMaker allows 100")
+    check_registry_reach(notebook, params, settings.profile)
+    hps = {'recsys_notebook': Path(notebook).name, 'recsys_registry_profile': settings.profile, **encode_hyperparameters(params)}
+    if len(hps) > 100: raise ParamError(f"{len(hps)} hyperparameters with recsys_notebook and recsys_registry_profile; SageMaker allows 100")
     return hps, channels
 
 def check_environment_file(hps:dict, channels, kind:str)->None:
@@ -233,7 +279,7 @@ def check_environment_file(hps:dict, channels, kind:str)->None:
     and `export SM_HP_<NAME>='...'` lines that its `sm_train.sh` sources under `set -e`."""
     seen = {}
     for c in sorted(channels):
-        if not _CHANNEL.fullmatch(c):
+        if not CHANNEL_NAME.fullmatch(c):
             raise ConfigError(f"channel name {c!r}; expected 1-64 letters, digits and '_' (the job reads it as $SM_CHANNEL_{c.upper()}, a shell variable)")
         if c.upper() in seen:
             raise ConfigError(f"channel names {seen[c.upper()]!r} and {c!r} are the same to the job (both $SM_CHANNEL_{c.upper()}); rename one")
@@ -280,7 +326,10 @@ def volume_kms_key(settings:Settings)->str|None:
 
 def job_image(settings:Settings)->str:
     "The profile's image: `image_uri`, else AWS's PyTorch training image of `framework_version` for the instance type."
-    if settings.image_uri: return settings.image_uri
+    return settings.image_uri or aws_image(settings)
+
+def aws_image(settings:Settings)->str:
+    "AWS's PyTorch training image of the profile's `framework_version` and `py_version` for its instance type."
     from sagemaker.core import image_uris
     try: return image_uris.retrieve(framework='pytorch', region=settings.region, version=settings.framework_version,
                                     py_version=settings.py_version, instance_type=settings.instance_type, image_scope='training')
@@ -302,7 +351,7 @@ def _checkpoint_env(settings:Settings)->dict:
     return {'RECSYS_CHECKPOINT_DIR': '/opt/ml/checkpoints'} if settings.checkpoint_s3_uri else {}
 
 # %% ../../nbs/11b_sagemaker_cloud.ipynb #0ba588a6
-def model_trainer(settings:Settings, code_dir:Path, wheel:str, hps:dict, session, base_name:str):
+def model_trainer(settings:Settings, code_dir:Path, hps:dict, session, base_name:str):
     "The `ModelTrainer` of a training job that runs the entrypoint on the staged code."
     from sagemaker.train import ModelTrainer
     from sagemaker.core.training.configs import CheckpointConfig, Compute, Networking, OutputDataConfig, SourceCode, StoppingCondition
@@ -312,7 +361,7 @@ def model_trainer(settings:Settings, code_dir:Path, wheel:str, hps:dict, session
                   if settings.subnets or settings.security_groups else None)
     return ModelTrainer(
         training_image=job_image(settings), role=settings.role_arn, sagemaker_session=session, base_job_name=base_name,
-        source_code=SourceCode(source_dir=str(code_dir), command=container_command(wheel, 'training')),
+        source_code=SourceCode(source_dir=str(code_dir), command=f'bash {JOB_SCRIPT} training'),
         compute=Compute(instance_type=settings.instance_type, instance_count=settings.instance_count,
                         volume_size_in_gb=settings.volume_gb, volume_kms_key_id=volume_kms_key(settings),
                         enable_managed_spot_training=settings.use_spot),
@@ -331,15 +380,7 @@ def training_inputs(channels:dict)->list:
 # %% ../../nbs/11b_sagemaker_cloud.ipynb #6c73aa62
 PROCESSING = '/opt/ml/processing'
 PROCESSING_INSTANCE_COUNT = 1 # each instance would run the whole notebook again
-ENTRYPOINT_MAX = 256 # characters per ContainerEntrypoint string (botocore's service model)
-
-def processing_entrypoint(wheel:str)->list:
-    "The processing job's `ContainerEntrypoint`; `ConfigError` past the service's length limit."
-    entrypoint = ['bash', '-c', f"cd {PROCESSING}/input/code && {container_command(wheel, 'processing')}"]
-    if len(entrypoint[-1]) > ENTRYPOINT_MAX:
-        raise ConfigError(f"the processing job's container entrypoint is {len(entrypoint[-1])} characters; SageMaker allows {ENTRYPOINT_MAX}: "
-                          f"give the wheel a shorter file name than {wheel!r}")
-    return entrypoint
+PROCESSING_ENTRYPOINT = ['bash', f'{PROCESSING}/input/code/{JOB_SCRIPT}', 'processing'] # job.sh in the code channel
 
 def _output_uri(settings:Settings, name:str, session, output:str)->object:
     "Where a processing job's `output` goes: `jobs/<name>/output/<output>`, under the execution id when a scheduled pipeline runs it."
@@ -350,7 +391,7 @@ def _output_uri(settings:Settings, name:str, session, output:str)->object:
     from sagemaker.core.workflow.functions import Join
     return Join(on='/', values=[base, ExecutionVariables.PIPELINE_EXECUTION_ID, 'output', output])
 
-def processing_request(settings:Settings, code_dir:Path, config_dir:Path, wheel:str, channels:dict, session, name:str)->tuple:
+def processing_request(settings:Settings, code_dir:Path, config_dir:Path, channels:dict, session, name:str)->tuple:
     "(`Processor`, inputs, outputs) of a processing job that runs the entrypoint on the staged code."
     from sagemaker.core.processing import Processor
     from sagemaker.core.network import NetworkConfig
@@ -360,7 +401,7 @@ def processing_request(settings:Settings, code_dir:Path, config_dir:Path, wheel:
     proc = Processor(role=settings.role_arn, image_uri=job_image(settings), instance_count=PROCESSING_INSTANCE_COUNT,
                      instance_type=settings.instance_type, volume_size_in_gb=settings.volume_gb, volume_kms_key=volume_kms_key(settings),
                      output_kms_key=settings.kms_key, max_runtime_in_seconds=settings.max_runtime_s, sagemaker_session=session,
-                     entrypoint=processing_entrypoint(wheel),
+                     entrypoint=PROCESSING_ENTRYPOINT,
                      tags=[{'Key': t['key'], 'Value': t['value']} for t in _tags(settings)] or None, network_config=network)
     s3_in = lambda n, src: ProcessingInput(input_name=n, s3_input=ProcessingS3Input(
         s3_uri=str(src), local_path=f"{PROCESSING}/input/{n}", s3_data_type='S3Prefix', s3_input_mode='File'))
@@ -393,7 +434,7 @@ class StagedJob:
     kind: str
     hps: dict
     channels: dict
-    code: Path # notebook, settings.ini and wheel
+    code: Path # notebook, settings.ini, wheel, constraints.txt, job.sh
     wheel: str # the wheel's file name
     config: Path # hyperparameters.json, for a processing job
 
@@ -408,7 +449,6 @@ def stage_job(notebook:Path|str, params:dict|None, profile:str, channels:dict|No
     check_environment_file(hps, channels, kind)
     wheel = Path(wheel or os.environ.get('RECSYS_WHEEL') or build_wheel(dest/'dist'))
     if not wheel.is_file(): raise ConfigError(f"wheel {wheel} does not exist")
-    if kind == 'processing': processing_entrypoint(wheel.name)
     (dest/'config').mkdir(parents=True, exist_ok=True)
     (dest/'config'/'hyperparameters.json').write_text(json.dumps(hps, indent=2))
     return StagedJob(settings, notebook, kind, hps, channels, stage_code(notebook, settings, wheel, dest/'code'), wheel.name, dest/'config')
@@ -417,11 +457,11 @@ def create_job(job:StagedJob, session, name:str|None=None):
     "Create the job through the SDK: its name, or the step arguments under a `PipelineSession`."
     base = unique_job_base(job.notebook)
     if job.kind == 'training':
-        with role_errors('checking the execution role'): trainer = model_trainer(job.settings, job.code, job.wheel, job.hps, session, base)
+        with role_errors('checking the execution role'): trainer = model_trainer(job.settings, job.code, job.hps, session, base)
         args = trainer.train(input_data_config=training_inputs(job.channels) or None, wait=False, logs=False)
         return args if args is not None else trainer._latest_training_job.training_job_name # the SDK's handle on its job
     name = check_job_name(name or f"{base}-{datetime.now(timezone.utc):%Y%m%d%H%M%S}")
-    proc, inputs, outputs = processing_request(job.settings, job.code, job.config, job.wheel, job.channels, session, name)
+    proc, inputs, outputs = processing_request(job.settings, job.code, job.config, job.channels, session, name)
     args = proc.run(inputs=inputs, outputs=outputs, wait=False, logs=False, job_name=name)
     return args if args is not None else name
 
@@ -623,6 +663,32 @@ def _find_job(name:str, profile:str, kind:str|None, clients:AwsClients)->Submitt
         return SubmittedJob(name, k, profile, hps.get('recsys_notebook', ''))
     raise ConfigError(f"no SageMaker {kind or 'training or processing'} job named {name!r} in {load_settings(profile).region}")
 
+# %% ../../nbs/11b_sagemaker_cloud.ipynb #bea842d0
+def image_context(dest:Path|str, # an empty or new folder
+                  wheel:Path|str|None=None, # default built from this checkout (or $RECSYS_WHEEL)
+                 )->Path:
+    "A `docker build` context for a job image with the job's packages installed: the Dockerfile, `job.sh`, `constraints.txt`, the wheel."
+    from importlib.resources import files
+    dest = Path(dest)
+    if dest.exists() and (not dest.is_dir() or any(dest.iterdir())):
+        raise ConfigError(f"{dest} is not an empty folder; image-context writes a fresh build context there")
+    dest.mkdir(parents=True, exist_ok=True)
+    wheel = Path(wheel or os.environ.get('RECSYS_WHEEL') or build_wheel(dest))
+    if not wheel.is_file(): raise ConfigError(f"wheel {wheel} does not exist")
+    if wheel.parent.resolve() != dest.resolve(): shutil.copy2(wheel, dest/wheel.name)
+    (dest/CONSTRAINTS).write_text(job_constraints(wheel))
+    (dest/JOB_SCRIPT).write_text(job_script(wheel.name))
+    (dest/'Dockerfile').write_bytes((files('recsys_lib.sagemaker')/'Dockerfile').read_bytes())
+    return dest
+
+def cli_image_context(args)->int:
+    "`recsys image-context DIR`"
+    dest = image_context(args.dest, args.wheel)
+    base = aws_image(load_settings(args.profile or 'sagemaker'))
+    print(f"build context in {dest}; build and push it, then set image_uri in the profile:\n"
+          f"docker build -t recsys-job --build-arg BASE_IMAGE={base} {dest}")
+    return 0
+
 # %% ../../nbs/11b_sagemaker_cloud.ipynb #0fc8a27c
 def _report(res:JobResult, command:str='run', profile:str='sagemaker')->int:
     from recsys_lib.runner import _kv, untracked_line
@@ -665,7 +731,7 @@ def cli_attach(args)->int:
     return 0
 
 def add_sagemaker_subcommands(sub)->None:
-    "Register `attach` on the `recsys` parser's subparsers."
+    "Register `attach` and `image-context` on the `recsys` parser's subparsers."
     a = sub.add_parser('attach', help="wait for a SageMaker job and collect it as a run (after run --no-wait)")
     a.add_argument('job', help="the SageMaker job name")
     a.add_argument('--kind', choices=('training', 'processing'), default=None, help="job kind (default: look up both)")
@@ -673,3 +739,8 @@ def add_sagemaker_subcommands(sub)->None:
     a.add_argument('--no-logs', action='store_true', help="do not stream the job's CloudWatch log")
     a.add_argument('--profile', default=None, help="settings profile (default sagemaker)")
     a.set_defaults(func=cli_attach)
+    i = sub.add_parser('image-context', help="write a docker build context for a SageMaker job image with the job's packages installed")
+    i.add_argument('dest', help="an empty or new folder")
+    i.add_argument('--wheel', default=None, help="the recsys_lib wheel (default: built from this checkout, or $RECSYS_WHEEL)")
+    i.add_argument('--profile', default=None, help="the profile whose framework_version picks the base image (default sagemaker)")
+    i.set_defaults(func=cli_image_context)

@@ -7,18 +7,18 @@ Docs: https://recsys-lib.github.io/recsys_lib/sagemaker_entrypoint.html.md"""
 
 # %% ../../nbs/11_sagemaker_entrypoint.ipynb #592826ca
 from __future__ import annotations
-import argparse, json, logging, os, re, shutil, signal, sys, threading
+import argparse, configparser, json, logging, os, re, shutil, signal, sys, threading
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..core import ConfigError, RecsysError, _env_prefix, write_json
+from ..core import ConfigError, RecsysError, _env_prefix, find_settings, is_mlflow_server, write_json
 
 log = logging.getLogger(__name__)
 
 # %% auto #0
 __all__ = ['log', 'ROOT_ENV', 'WORK_ENV', 'DEFAULT_ROOT', 'MODES', 'RESERVED', 'ContainerPaths', 'JobError',
-           'read_hyperparameters', 'expand_channels', 'in_root', 'resolve_notebook', 'contain_stores', 'export_run',
-           'write_failure', 'run_job', 'main']
+           'read_hyperparameters', 'expand_channels', 'in_root', 'resolve_notebook', 'submitted_stores',
+           'contain_stores', 'export_run', 'write_failure', 'run_job', 'main']
 
 # %% ../../nbs/11_sagemaker_entrypoint.ipynb #ae4e579f
 ROOT_ENV, WORK_ENV, DEFAULT_ROOT = 'RECSYS_SM_ROOT', 'RECSYS_SM_WORK_DIR', '/opt/ml'
@@ -69,7 +69,7 @@ class ContainerPaths:
 
 # %% ../../nbs/11_sagemaker_entrypoint.ipynb #907dee4c
 RESERVED = {'recsys_notebook': 'the notebook to run', 'recsys_profile': 'settings profile inside the container',
-            'recsys_timeout': 'seconds any one cell may run'}
+            'recsys_timeout': 'seconds any one cell may run', 'recsys_registry_profile': 'the profile whose MLflow server the job reads'}
 _CHANNEL_REF = re.compile(r"\$(?:\{SM_CHANNEL_([A-Z0-9_]+)\}|SM_CHANNEL_([A-Z0-9_]+))")
 
 class JobError(RecsysError):
@@ -107,13 +107,25 @@ def resolve_notebook(name:str|None, paths:ContainerPaths, channels:dict)->Path:
     raise JobError(f"notebook {name!r} (hyperparameter 'recsys_notebook') not found; looked in {', '.join(str(c.parent) for c in candidates)}")
 
 # %% ../../nbs/11_sagemaker_entrypoint.ipynb #678b7971
-def contain_stores(profile:str, work_dir:Path, environ:dict|None=None)->dict:
-    "Point `profile`'s stores into `work_dir` through its environment overrides; returns the variables set."
+def submitted_stores(profile:str|None)->dict:
+    "`tracking_uri` and `registry_uri` of `profile` as the job's settings file writes them; `{}` without one (the rest of the profile is not checked)."
+    if not profile: return {}
+    cp = configparser.ConfigParser(interpolation=None)
+    try: cp.read(find_settings())
+    except (ConfigError, configparser.Error): return {}
+    return {k: cp[profile].get(k) for k in ('tracking_uri', 'registry_uri')} if profile in cp else {}
+
+def contain_stores(profile:str, work_dir:Path, environ:dict|None=None,
+                   source:dict|None=None, # the submitting profile's MLflow stores (`submitted_stores`): a server among them is kept
+                  )->dict:
+    "Point `profile`'s stores into `work_dir` through its environment overrides, its MLflow stores at `source`'s server if it has one; returns the variables set."
     env = os.environ if environ is None else environ
     db = f"sqlite:///{work_dir/'mlflow.db'}"
     p = _env_prefix(profile)
-    values = {p + 'DATA_DIR': str(work_dir/'data'), p + 'RUNS_DIR': str(work_dir/'runs'), p + 'TRACKING_URI': db,
-              p + 'REGISTRY_URI': db, p + 'ARTIFACT_DIR': str(work_dir/'mlartifacts')}
+    values = {p + 'DATA_DIR': str(work_dir/'data'), p + 'RUNS_DIR': str(work_dir/'runs'), p + 'ARTIFACT_DIR': str(work_dir/'mlartifacts')}
+    for key in ('tracking_uri', 'registry_uri'):
+        uri = (source or {}).get(key)
+        values[p + key.upper()] = uri if is_mlflow_server(uri) else db
     env.update(values)
     return values
 
@@ -176,7 +188,7 @@ def run_job(paths:ContainerPaths, notebook:str|None=None)->tuple:
     params = {k: in_root(expand_channels(v, channels), paths.root) for k, v in hps.items()}
     profile = job.get('recsys_profile') or 'local'
     timeout = _timeout(job.get('recsys_timeout'))
-    contain_stores(profile, paths.work_dir)
+    contain_stores(profile, paths.work_dir, source=submitted_stores(job.get('recsys_registry_profile')))
     logging.getLogger('papermill').setLevel(logging.WARNING)
     try: res = run_notebook(nb, params, profile=profile, timeout=timeout, run_root=paths.work_dir/'runs', progress=False)
     except RunInterrupted as e: res = e.result

@@ -8,22 +8,25 @@ Docs: https://recsys-lib.github.io/recsys_lib/sagemaker_local.html.md"""
 
 # %% ../../nbs/11a_sagemaker_local.ipynb #f02442d6
 from __future__ import annotations
-import json, logging, os, re, shutil, subprocess, sys, tarfile, tempfile, time
+import contextlib, fcntl, hashlib, json, logging, os, re, shutil, signal, subprocess, sys, tarfile, tempfile, time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
+from importlib import metadata
 from pathlib import Path
 
-from ..core import ConfigError, RecsysError, load_settings, write_json
+from ..core import ConfigError, RecsysError, find_settings, is_mlflow_server, load_settings, write_json
 from ..models import ArtifactError
 from ..params import ParamError, notebook_params, secret_env_var
-from .entrypoint import ROOT_ENV, ContainerPaths
+from .entrypoint import DEFAULT_ROOT, ROOT_ENV, ContainerPaths, submitted_stores
 
 log = logging.getLogger(__name__)
 
 # %% auto #0
-__all__ = ['log', 'PATH_SUFFIX', 'IN_CONTAINER', 'encode_hyperparameters', 'StagedPath', 'path_param_source', 'channel_ref',
-           'local_path', 'stage_path_params', 'JobResult', 'collect_job', 'job_environment', 'job_settings',
-           'run_local_job']
+__all__ = ['log', 'PATH_SUFFIX', 'IN_CONTAINER', 'CHANNEL_NAME', 'RESERVED_CHANNELS', 'JOB_ENVS', 'KEEP_ENVS', 'READY',
+           'PASSED_ENV', 'PASSED_PREFIXES', 'IMAGE_PATH', 'encode_hyperparameters', 'StagedPath', 'path_param_source',
+           'channel_ref', 'local_path', 'stage_path_params', 'JobResult', 'collect_job', 'job_envs_dir',
+           'image_packages', 'job_env_key', 'container_environment', 'build_job_env', 'job_python', 'job_settings',
+           'check_registry_reach', 'in_container_root', 'sdk_drivers', 'platform_config', 'run_local_job']
 
 # %% ../../nbs/11a_sagemaker_local.ipynb #0c9fe108
 def encode_hyperparameters(params:dict)->dict:
@@ -184,10 +187,12 @@ def collect_job(output:Path|str|None, # output.tar.gz, or the output folder
         try:
             if _unpack(model, run_dir/'model') and not any((run_dir/'model').iterdir()): (run_dir/'model').rmdir()
         except ArtifactError as e: status, reason = 'failed', str(e)  # nothing was unpacked: the run has no model
-    if (run_dir/'split').is_dir():
+    if (run_dir/'split').is_dir():   # the split came back with the outputs: every record naming the job's copy now names this one
         records = json.loads((run_dir/'records.json').read_text())
-        write_json(run_dir/'records.json', {**records, 'split_dir': str(run_dir/'split')})
-        manifest.setdefault('records', {})['split_dir'] = str(run_dir/'split')
+        old, new = records.get('split_dir'), str(run_dir/'split')
+        moved = lambda recs: {k: {**v, 'split_dir': new} if isinstance(v, dict) and v.get('split_dir') == old else v for k, v in recs.items()}
+        write_json(run_dir/'records.json', {**moved(records), 'split_dir': new})
+        manifest['records'] = {**moved(manifest.get('records') or {}), 'split_dir': new}
     if log_file and Path(log_file).is_file(): shutil.copy2(log_file, run_dir/'job.log')
     manifest.update(status=status, reason=reason if status != 'succeeded' else manifest.get('reason'), job=info)
     write_json(run_dir/'manifest.json', manifest)
@@ -195,14 +200,14 @@ def collect_job(output:Path|str|None, # output.tar.gz, or the output folder
     return JobResult(status, manifest.get('reason'), run_dir, job_name, exit_code, metrics)
 
 # %% ../../nbs/11a_sagemaker_local.ipynb #33cdc88f
-_CHANNEL = re.compile(r"[A-Za-z0-9._-]{1,64}")
-
-def _num_gpus()->int:
-    "GPUs `nvidia-smi -L` lists (what the training toolkit reports as SM_NUM_GPUS); 0 without it."
-    if not shutil.which('nvidia-smi'): return 0
-    try: r = subprocess.run(['nvidia-smi', '-L'], capture_output=True, text=True, timeout=30)
-    except (OSError, subprocess.TimeoutExpired): return 0
-    return sum(line.startswith('GPU ') for line in r.stdout.splitlines()) if r.returncode == 0 else 0
+CHANNEL_NAME = re.compile(r"[A-Za-z0-9_]{1,64}")  # SageMaker allows '.' and '-' too, but the job reads $SM_CHANNEL_<NAME>, a shell variable
+RESERVED_CHANNELS = ('code', 'config', 'sm_drivers')
+JOB_ENVS = 'RECSYS_JOB_ENVS' # where sagemaker-local keeps its job environments
+KEEP_ENVS = 3 # job environments kept; older ones not in use are removed
+READY = '.ready' # written last by a finished build: its build time and what went in
+PASSED_ENV = ('TMPDIR', 'HTTP_PROXY', 'HTTPS_PROXY', 'NO_PROXY', 'http_proxy', 'https_proxy', 'no_proxy', 'SSL_CERT_FILE', 'REQUESTS_CA_BUNDLE')
+PASSED_PREFIXES = ('PIP_', 'RECSYS_SECRET_') # the package index the image would reach; secrets the job reads from its environment
+IMAGE_PATH = ('/usr/local/sbin', '/usr/local/bin', '/usr/sbin', '/usr/bin', '/sbin', '/bin')
 
 def _stage_channel(src:Path|str, dst:Path):
     "A channel as the service lays it out: a folder's content is the channel, a file (an S3 object) lands inside it."
@@ -210,20 +215,76 @@ def _stage_channel(src:Path|str, dst:Path):
     if src.is_dir(): shutil.copytree(src, dst, symlinks=False)
     else: dst.mkdir(parents=True, exist_ok=True); shutil.copy2(src, dst/src.name)
 
-def job_environment(paths:ContainerPaths, hps:dict, channels:dict, job_name:str, settings_file:Path, base:dict|None=None)->dict:
-    "The environment of the emulated container: the caller's, less its RECSYS_*/SM_* variables, plus SageMaker's."
-    base = os.environ if base is None else base
-    env = {k: v for k, v in base.items() if not k.startswith(('RECSYS_', 'SM_')) or k.startswith('RECSYS_SECRET_')}
-    env.pop('TRAINING_JOB_NAME', None)
-    env.update({ROOT_ENV: str(paths.root), 'RECSYS_SETTINGS': str(settings_file), 'RECSYS_SM_MODE': paths.mode})
-    if paths.mode == 'training':
-        env.update({'SM_MODEL_DIR': str(paths.model_dir), 'SM_OUTPUT_DATA_DIR': str(paths.output_dir),
-                    'SM_INPUT_DIR': str(paths.root/'input'), 'SM_OUTPUT_DIR': str(paths.root/'output'),
-                    'SM_CHANNELS': json.dumps(sorted(channels)), 'SM_HOSTS': json.dumps(['algo-1']), 'SM_CURRENT_HOST': 'algo-1',
-                    'SM_NUM_GPUS': str(_num_gpus()), 'SM_HPS': json.dumps(hps), 'TRAINING_JOB_NAME': job_name,
-                    **{f"SM_CHANNEL_{c.upper()}": str(paths.input_dir/c) for c in channels}})
-    else: env['PROCESSING_JOB_NAME'] = job_name
-    return env
+def job_envs_dir()->Path:
+    "The folder of cached job environments: `$RECSYS_JOB_ENVS`, else `recsys_lib/job-envs` in the user's cache folder."
+    cache = Path(os.environ.get('XDG_CACHE_HOME') or Path.home()/'.cache')
+    return Path(os.environ.get(JOB_ENVS) or cache/'recsys_lib'/'job-envs')
+
+def image_packages()->list:
+    "What the emulated image holds before the job installs anything: this machine's torch build, standing in for AWS's."
+    try: return [f"torch=={metadata.version('torch')}"]
+    except metadata.PackageNotFoundError: return []
+
+def job_env_key(code_dir:Path)->str:
+    "What decides a job environment's contents, hashed: Python, the image's packages, the wheel's requirements, `constraints.txt`, `job.sh`."
+    from recsys_lib.sagemaker.cloud import CONSTRAINTS, JOB_SCRIPT, wheel_requirements
+    wheel = next(Path(code_dir).glob('recsys_lib-*.whl'))
+    parts = [sys.version, sys.platform, *image_packages(), *wheel_requirements(wheel),
+             (Path(code_dir)/CONSTRAINTS).read_text(), (Path(code_dir)/JOB_SCRIPT).read_text()]
+    return hashlib.sha256('\0'.join(parts).encode()).hexdigest()[:16]
+
+def container_environment(env_dir:Path, home:Path, extra:dict|None=None)->dict:
+    "The variables a job starts with: the job environment first on the image's `PATH`, its own `HOME`, and from this machine only `PASSED_*`."
+    passed = {k: v for k, v in os.environ.items() if k in PASSED_ENV or k.startswith(PASSED_PREFIXES)}
+    return {**passed, 'PATH': ':'.join([str(Path(env_dir)/'bin'), *IMAGE_PATH]), 'HOME': str(home), 'LANG': 'C.UTF-8',
+            'PYTHONNOUSERSITE': '1', **(extra or {})}
+
+def build_job_env(env_dir:Path, code_dir:Path, log_file:Path)->dict:
+    "A fresh virtual environment at `env_dir` with the image's packages, then `bash job.sh install`; `RecsysError` naming `log_file` if a step fails."
+    from recsys_lib.sagemaker.cloud import JOB_SCRIPT
+    shutil.rmtree(env_dir, ignore_errors=True)   # what a build that died half-way left
+    t0, python = time.perf_counter(), Path(env_dir)/'bin'/'python'
+    steps = [[sys.executable, '-m', 'venv', str(env_dir)],
+             *([[str(python), '-m', 'pip', 'install', '--quiet', *image_packages()]] if image_packages() else []),
+             ['bash', str(Path(code_dir)/JOB_SCRIPT), 'install']]
+    log.info("building the job environment %s from %s (once per set of packages; about a minute)", env_dir, code_dir/JOB_SCRIPT)
+    with tempfile.TemporaryDirectory() as home, open(log_file, 'w') as out:
+        for cmd in steps:
+            out.write(f"$ {' '.join(cmd)}\n"); out.flush()
+            code = subprocess.run(cmd, env=container_environment(env_dir, Path(home)), stdout=out, stderr=subprocess.STDOUT).returncode
+            if code:
+                shutil.rmtree(env_dir, ignore_errors=True)
+                tail = ' | '.join(l for l in Path(log_file).read_text(errors='replace').splitlines()[-5:] if l.strip())
+                raise RecsysError(f"building the job environment failed at `{' '.join(cmd[-3:])}` (exit status {code}): {tail[-600:]}; "
+                                  f"log: {log_file}. sagemaker-local installs the job's packages as the cloud job does, so it needs the package index")
+    info = {'built_s': round(time.perf_counter() - t0, 1), 'image': image_packages(), 'python': sys.version.split()[0]}
+    (Path(env_dir)/READY).write_text(json.dumps(info))
+    log.info("job environment %s built in %.0f s", env_dir, info['built_s'])
+    return info
+
+def _evict_envs(envs:Path, keep:int=KEEP_ENVS):
+    "Remove all but the `keep` most recently used environments, skipping any a job holds."
+    ready = sorted((p for p in envs.glob(f'*/{READY}')), key=lambda p: p.stat().st_mtime, reverse=True)
+    for marker in ready[keep:]:
+        with open(envs/f"{marker.parent.name}.lock", 'a') as lock:
+            try: fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError: continue
+            shutil.rmtree(marker.parent, ignore_errors=True)
+
+@contextlib.contextmanager
+def job_python(code_dir:Path):
+    "The job environment for the code in `code_dir`, built if needed and held by this job alone until the block ends."
+    envs = job_envs_dir(); envs.mkdir(parents=True, exist_ok=True)
+    key = job_env_key(code_dir)
+    with open(envs/f"{key}.lock", 'a') as lock:
+        try: fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            log.info("waiting for job environment %s: another sagemaker-local job is using it", envs/key)
+            fcntl.flock(lock, fcntl.LOCK_EX)
+        if not (envs/key/READY).is_file(): build_job_env(envs/key, code_dir, envs/f"{key}.build.log")
+        (envs/key/READY).touch()   # most recently used
+        yield envs/key
+    _evict_envs(envs)
 
 # %% ../../nbs/11a_sagemaker_local.ipynb #11e4daaa
 def job_settings(profile:str, backend:str, notebook:Path|str, who:str)->tuple: # (settings, the notebook's absolute path)
@@ -235,6 +296,67 @@ def job_settings(profile:str, backend:str, notebook:Path|str, who:str)->tuple: #
     if not notebook.is_file(): raise ConfigError(f"notebook {notebook} does not exist")
     return settings, notebook
 
+def check_registry_reach(notebook:Path, params:dict, profile:str)->None:
+    """`ConfigError` when `notebook` would read registered models inside the job (evaluate, monitor), but the settings file
+    the job gets names no MLflow server for `profile`'s registry: the job would start, find an empty registry and fail."""
+    if params.get('model_path') or 'load_registered_model' not in Path(notebook).read_text(): return   # a model channel, or no registry read
+    uri = submitted_stores(profile).get('registry_uri')
+    if not is_mlflow_server(uri):
+        raise ConfigError(f"{Path(notebook).name} reads registered models inside the job, but [{profile}] of {find_settings()} has "
+                          f"registry_uri {uri!r}, a store on this machine the job cannot reach; set tracking_uri and registry_uri "
+                          f"of [{profile}] there to an MLflow server (https://...), or run the notebook with --profile local")
+
+def in_container_root(text:str, root:Path|str)->str:
+    "`text` with every `/opt/ml` read as `root`, the emulated container's root."
+    return text.replace(DEFAULT_ROOT, str(root))
+
+def sdk_drivers(dest:Path, root:Path, command:str)->list:
+    """Lay out the SDK's driver channel of a training job running `command` in `dest`, as `ModelTrainer` uploads it, with
+    `/opt/ml` read as `root`; returns the container entrypoint and arguments the SDK gives the job."""
+    from recsys_lib.sagemaker.cloud import _require_sdk
+    _require_sdk()
+    from types import SimpleNamespace
+    import sagemaker.core.utils.install_requirements as install_requirements
+    from sagemaker.core.training.configs import SourceCode
+    from sagemaker.train import constants
+    from sagemaker.train.model_trainer import ModelTrainer
+    shutil.copytree(constants.SM_DRIVERS_LOCAL_PATH, dest, ignore=shutil.ignore_patterns('__pycache__'))
+    shutil.copy2(install_requirements.__file__, dest/'scripts'/'install_requirements.py')
+    # ModelTrainer's own methods write sm_train.sh and the JSON files it reads; of the trainer they use only these two attributes
+    trainer, folder = SimpleNamespace(hyperparameters=None, _jumpstart_config=None), SimpleNamespace(name=str(dest))
+    source = SourceCode(source_dir=str(dest.parent/'code'), command=command)
+    ModelTrainer._prepare_train_script(trainer, tmp_dir=folder, source_code=source, distributed=None)
+    ModelTrainer._write_source_code_json(trainer, tmp_dir=folder, source_code=source)
+    ModelTrainer._write_distributed_json(trainer, tmp_dir=folder, distributed=None)
+    for f in dest.rglob('*'):
+        if f.suffix in ('.py', '.sh'): f.write_text(in_container_root(f.read_text(), root))
+    return [in_container_root(a, root) for a in (*constants.DEFAULT_CONTAINER_ENTRYPOINT, *constants.DEFAULT_CONTAINER_ARGUMENTS)]
+
+def platform_config(paths:ContainerPaths, channels:list, instance_type:str='local'):
+    "What the platform writes beside `hyperparameters.json` for one host: `resourceconfig.json` and `inputdataconfig.json`."
+    host, group = 'algo-1', 'homogeneousCluster'
+    write_json(paths.config.parent/'resourceconfig.json', {
+        'current_host': host, 'current_instance_type': instance_type, 'current_group_name': group, 'hosts': [host],
+        'instance_groups': [{'instance_group_name': group, 'instance_type': instance_type, 'hosts': [host]}],
+        'network_interface_name': 'eth0'})
+    write_json(paths.config.parent/'inputdataconfig.json',
+               {c: {'TrainingInputMode': 'File', 'S3DistributionType': 'FullyReplicated', 'RecordWrapperType': 'None'} for c in channels})
+
+def _stop(proc:subprocess.Popen, grace_s:float=30):
+    "Stop the container as the service stops a job: SIGTERM to every process in it, SIGKILL after `grace_s`."
+    try: os.killpg(proc.pid, signal.SIGTERM)
+    except ProcessLookupError: return
+    try: proc.wait(grace_s)
+    except subprocess.TimeoutExpired: os.killpg(proc.pid, signal.SIGKILL); proc.wait()
+
+def _run_container(command:list, env:dict, cwd:Path, log_file:Path, max_runtime_s:float)->int|None:
+    "The container's exit status; None when it ran past `max_runtime_s` and was stopped."
+    with open(log_file, 'ab') as out:
+        proc = subprocess.Popen(command, cwd=cwd, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+        try: return proc.wait(max_runtime_s)
+        except subprocess.TimeoutExpired: _stop(proc); return None
+        except KeyboardInterrupt: _stop(proc); raise
+
 def run_local_job(notebook:Path|str, # the pipeline notebook
                   params:dict|None=None, # its parameters (Python values; sent as strings, as SageMaker does)
                   mode:str='training', # 'training' or 'processing'
@@ -245,8 +367,10 @@ def run_local_job(notebook:Path|str, # the pipeline notebook
                   timeout:float|None=None, # seconds any one cell may run (hyperparameter recsys_timeout)
                   track:bool=False, # check the MLflow store first; log the collected run and register its model (`track_run`)
                   job_name:str|None=None, # default recsys-<notebook>-<UTC time>
+                  wheel:Path|str|None=None, # a recsys_lib wheel; default built from this checkout (or $RECSYS_WHEEL)
                  )->JobResult:
-    "Run `notebook` through the SageMaker container entrypoint on this machine and collect its outputs."
+    "Run `notebook` as a SageMaker job on this machine, in an isolated job environment, and collect its outputs."
+    from recsys_lib.sagemaker.cloud import JOB_SCRIPT, PROCESSING_ENTRYPOINT, build_wheel, check_environment_file, stage_code
     settings, notebook = job_settings(profile, 'sagemaker-local', notebook, 'run_local_job')
     if track:   # a damaged, lost or read-only store is refused before the job runs, not found after it
         from recsys_lib.tracking import check_store
@@ -257,38 +381,46 @@ def run_local_job(notebook:Path|str, # the pipeline notebook
         raise ParamError(f"secret parameter(s) {', '.join(secret)} cannot travel as hyperparameters (DescribeTrainingJob shows them); "
                          f"set {', '.join(secret_env_var(k) for k in secret)} in the environment instead")
     for c, src in channels.items():
-        if not _CHANNEL.fullmatch(c) or c in ('code', 'config'):
-            raise ConfigError(f"channel name {c!r}; expected 1-64 of letters, digits, '.', '-', '_' (not 'code' or 'config')")
+        if not CHANNEL_NAME.fullmatch(c) or c in RESERVED_CHANNELS:
+            raise ConfigError(f"channel name {c!r}; expected 1-64 letters, digits and '_' (the job reads it as $SM_CHANNEL_{c.upper()}, "
+                              f"a shell variable), not {', '.join(RESERVED_CHANNELS)}")
         if str(src).startswith('s3://'): raise ConfigError(f"channel {c!r}: {src}: sagemaker-local runs on this machine without AWS; download it and pass the local path")
         if not local_path(src).exists(): raise ConfigError(f"channel {c!r}: {src} does not exist")
     params, channels, _ = stage_path_params(params, channels, s3=False)
-    recorded, model_tmp = dict(channels), None
+    recorded, tmp = dict(channels), Path(tempfile.mkdtemp(prefix='recsys-job-'))
     if mode == 'processing' and 'model_path' in declared and not params.get('model_path') and 'model' not in channels:
         from recsys_lib.sagemaker.cloud import stage_registered_model   # a batch job scores the registered version
-        model_tmp = Path(tempfile.mkdtemp(prefix='recsys-model-'))
-        channels['model'] = stage_registered_model(params, declared, model_tmp/'model', profile)
+        channels['model'] = stage_registered_model(params, declared, tmp/'model', profile)
         params['model_path'] = '$SM_CHANNEL_MODEL'
-    hps = {'recsys_notebook': notebook.name, **({'recsys_timeout': str(timeout)} if timeout else {}), **encode_hyperparameters(params)}
+    check_registry_reach(notebook, params, profile)
+    hps = {'recsys_notebook': notebook.name, 'recsys_registry_profile': profile, **({'recsys_timeout': str(timeout)} if timeout else {}),
+           **encode_hyperparameters(params)}
+    check_environment_file(hps, channels, mode)
     job_name = job_name or f"recsys-{re.sub('[^a-zA-Z0-9]+', '-', notebook.stem)[:30]}-{datetime.now(timezone.utc):%Y%m%d%H%M%S}"
     root = Path(tempfile.mkdtemp(prefix='recsys-sm-'))
     try:
+        wheel = Path(wheel or os.environ.get('RECSYS_WHEEL') or build_wheel(tmp/'dist'))
+        if not wheel.is_file(): raise ConfigError(f"wheel {wheel} does not exist")
         paths = ContainerPaths.from_env(mode, environ={}, root=root)
-        for d in (paths.config.parent, paths.code_dir, paths.model_dir, paths.output_dir, paths.failure.parent): d.mkdir(parents=True, exist_ok=True)
+        for d in (paths.config.parent, paths.model_dir, paths.output_dir, paths.failure.parent, root/'home'): d.mkdir(parents=True, exist_ok=True)
         paths.config.write_text(json.dumps(hps, indent=2))
-        shutil.copy2(notebook, paths.code_dir/notebook.name)
-        settings_file = shutil.copy2(settings.source, paths.code_dir/'settings.ini')
+        stage_code(notebook, settings, wheel, paths.code_dir)
         for c, src in channels.items(): _stage_channel(src, paths.input_dir/c)
-        env = job_environment(paths, hps, channels, job_name, Path(settings_file))
-        log.info("job %s: %s in %s", job_name, notebook.name, root)
+        if mode == 'training':
+            command = sdk_drivers(paths.input_dir/'sm_drivers', root, f"bash {JOB_SCRIPT} training")
+            platform_config(paths, [*channels, 'code', 'sm_drivers'])
+            job_vars = {'TRAINING_JOB_NAME': job_name, 'TRAINING_JOB_ARN': f"arn:aws:sagemaker:local:000000000000:training-job/{job_name}"}
+        else: command, job_vars = [in_container_root(a, root) for a in PROCESSING_ENTRYPOINT], {}
         log_file = root/'job.log'
-        t0 = time.perf_counter()
-        with open(log_file, 'wb') as out:
-            try:
-                code = subprocess.run([sys.executable, '-m', 'recsys_lib.sagemaker.entrypoint', '--mode', mode], cwd=paths.code_dir,
-                                      env=env, stdout=out, stderr=subprocess.STDOUT, timeout=settings.max_runtime_s).returncode
-            except subprocess.TimeoutExpired:
-                code = 124
-                paths.failure.write_text(f"stopped: the job ran past max_runtime_s ({settings.max_runtime_s} s) of [{profile}]\n")
+        with job_python(paths.code_dir) as env_dir:
+            log.info("job %s: %s in %s, Python %s", job_name, notebook.name, root, env_dir)
+            log_file.write_text(f"[sagemaker-local] {mode} job {job_name}: PATH starts with {env_dir/'bin'}\n")
+            t0 = time.perf_counter()
+            code = _run_container(command, container_environment(env_dir, root/'home', {ROOT_ENV: str(root), **job_vars}), root,
+                                  log_file, settings.max_runtime_s)
+        if code is None:
+            code = 124
+            paths.failure.write_text(f"stopped: the job ran past max_runtime_s ({settings.max_runtime_s} s) of [{profile}]\n")
         failure = paths.failure.read_text(encoding='utf-8').strip() if paths.failure.is_file() else None
         if code and not failure: failure = f"the container exited with status {code} and wrote no failure reason"
         if mode == 'training':   # what the service uploads: model.tar.gz and output.tar.gz
@@ -301,7 +433,7 @@ def run_local_job(notebook:Path|str, # the pipeline notebook
         log.info("job %s %s in %.1f s", job_name, res.status, time.perf_counter() - t0)
     finally:
         if not keep_root: shutil.rmtree(root, ignore_errors=True)
-        if model_tmp: shutil.rmtree(model_tmp, ignore_errors=True)
+        shutil.rmtree(tmp, ignore_errors=True)
     if keep_root: res.root = root
     if track and res.run_dir is not None:   # the job ran: a store failure now is recorded with the run, not raised
         from recsys_lib.runner import track_run
