@@ -43,10 +43,13 @@ demo: install
 test: install sync-check test-nbs test-py
 
 # Notebooks are the source of truth: cleaning and exporting them must change nothing.
-# Locally only changes made by these two commands count; in CI (CI=true) the tree must be clean.
+# Locally only changes made by these two commands count: to tracked files, and untracked files in nbs/ and
+# recsys_lib/ (where the two write), so an unrelated folder in the checkout (a second venv) is not read. In CI
+# (CI=true) the tree must be clean.
+SYNCED := nbs recsys_lib
 sync-check: install
-	@snapshot() { git status --porcelain --untracked-files=all; git diff | sha1sum; \
-	  git ls-files -o --exclude-standard -z | xargs -0 -r sha1sum; }; \
+	@snapshot() { git status --porcelain --untracked-files=all -- $(SYNCED); git diff | sha1sum; \
+	  git ls-files -o --exclude-standard -z -- $(SYNCED) | xargs -0 -r sha1sum; }; \
 	before="$$(snapshot)"; \
 	$(BIN)/nbdev-clean; \
 	$(BIN)/nbdev-export; \

@@ -17,7 +17,7 @@ from .core import RecsysError
 from .data import Interactions
 from .metrics import calc_metrics
 from .models import model_class
-from .runner import add_subcommands
+from .runner import ParamParser, add_subcommands
 from .sagemaker.cloud import add_sagemaker_subcommands
 from .sagemaker.schedule import add_schedule_subcommand
 from .split import leave_last_out
@@ -52,12 +52,12 @@ def _compare(args):
 
 # %% ../nbs/10_cli.ipynb #36a35288
 def _step(title:str, notebook:Path, params:dict, profile)->Path:
-    from recsys_lib.pipeline import register_run
-    from recsys_lib.runner import run_notebook
+    from recsys_lib.runner import run_notebook, track_run
     print(f"\n== {title}")
     res = run_notebook(notebook, params, profile=profile, progress=False)
-    tracked = register_run(res.run_dir, profile)
+    tracked, untracked = track_run(res.run_dir, profile)   # as `recsys run` does: `recsys show` then names the MLflow run
     if not res.ok: raise RecsysError(f"{title} {res.status}: {res.reason}; executed notebook: {res.notebook}")
+    if untracked: raise RecsysError(f"{title}: logging the run to MLflow failed: {untracked}; the run is kept in {res.run_dir}")
     shown = ', '.join(f"{k}={v:,.0f}" if float(v).is_integer() or v > 1000 else f"{k}={v:.4g}" for k, v in res.metrics.items()
                       if k.startswith('test_ndcg') or k in ('rows', 'users_per_second', 'retrain_due'))
     print(f"   {res.run_dir}" + (f"\n   {shown}" if shown else '') + (f"\n   registered version {tracked['version']}" if 'version' in tracked else ''))
@@ -114,8 +114,8 @@ def _doctor(args):
 
 # %% ../nbs/10_cli.ipynb #fbc79087
 def build_parser()->argparse.ArgumentParser:
-    "The `recsys` argument parser."
-    p = argparse.ArgumentParser(prog='recsys', description="recsys_lib: notebook-first recommender systems")
+    "The `recsys` argument parser (a `ParamParser`: `-p NAME=VALUE` as well as `-p NAME VALUE`)."
+    p = ParamParser(prog='recsys', description="recsys_lib: notebook-first recommender systems")
     p.add_argument('--version', action='version', version=f"recsys_lib {recsys_lib.__version__}")
     p.add_argument('--debug', action='store_true', help="on an error, print the full traceback (and recsys_lib's debug log)")
     sub = p.add_subparsers(dest='command', required=True)

@@ -16,7 +16,7 @@ import pandas as pd
 import scipy.sparse as sp
 
 import recsys_lib
-from .core import DataError, RecsysError, atomic_path, json_marker, sha256_file, write_json
+from .core import ConfigError, DataError, RecsysError, atomic_path, json_marker, sha256_file, write_json
 from .data import IdMap, Interactions
 
 log = logging.getLogger(__name__)
@@ -222,11 +222,19 @@ MODELS = {
     'sasrec': 'recsys_lib.sasrec:SASRec',
 }
 
+# optional packages that a model's module imports when it is imported, and the extra of pyproject.toml that installs each
+_EXTRA_OF = {'torch': 'train', 'pytorch_lightning': 'train', 'lightning_fabric': 'train'}
+
 def model_class(name:str)->type:
     "The model class registered as `name` in `MODELS`, imported on first use (so torch loads only for SASRec)."
     if name not in MODELS: raise DataError(f"unknown model {name!r}; available: {', '.join(MODELS)}")
     module, cls = MODELS[name].split(':')
-    return getattr(importlib.import_module(module), cls)
+    try: return getattr(importlib.import_module(module), cls)
+    except ImportError as e:
+        missing = (e.name or '').partition('.')[0]
+        if missing not in _EXTRA_OF: raise
+        extra = _EXTRA_OF[missing]
+        raise ConfigError(f"model {name!r} needs the {extra} extra ({missing} is missing): pip install 'recsys_lib[{extra}]'") from None
 
 # %% ../nbs/04_models.ipynb #a28981b9
 def _save(self:Recommender, path:Path|str)->Path:

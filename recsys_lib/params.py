@@ -47,6 +47,7 @@ def read_secret(name:str, # the parameter's name
 _KINDS = {'int': 'int', 'float': 'float', 'bool': 'bool', 'str': 'str', 'list': 'list', 'List': 'list',
           'dict': 'dict', 'Dict': 'dict', 'Secret': 'Secret'}
 KINDS = ('int', 'float', 'bool', 'str', 'list', 'dict', 'Secret', 'any')
+_CHOICE_KINDS = {str: 'str', int: 'int'}   # what a `Literal` may list: text or integers, as a command line can give them
 
 def _tail(node)->str|None:
     "`typing.Optional` -> 'Optional', `int` -> 'int'."
@@ -61,8 +62,17 @@ def _union_members(node)->list:
         return _union_members(node.left) + _union_members(node.right)
     return [node]
 
-def _parse_annotation(node)->tuple[str, bool]:
-    "(kind, optional) of an annotation node; ValueError if the runner cannot check it."
+def _literal(node)->tuple[str, bool, tuple]:
+    "(kind, optional, choices) of `Literal[...]`; a `None` among the values makes it optional."
+    try: values = [ast.literal_eval(e) for e in getattr(node.slice, 'elts', [node.slice])]
+    except (ValueError, TypeError, SyntaxError): raise ValueError("a Literal of something other than constants") from None
+    choices = tuple(dict.fromkeys(v for v in values if v is not None))
+    kinds = {_CHOICE_KINDS.get(type(v)) for v in choices}
+    if not choices or len(kinds) != 1 or None in kinds: raise ValueError("a Literal whose values are not all text or all integers")
+    return kinds.pop(), None in values, choices
+
+def _parse_annotation(node)->tuple[str, bool, tuple|None]:
+    "(kind, optional, choices) of an annotation node; ValueError if the runner cannot check it."
     if isinstance(node, ast.Constant) and isinstance(node.value, str):
         return _parse_annotation(ast.parse(node.value, mode='eval').body)
     if isinstance(node, ast.Subscript) and _tail(node.value) in ('Optional', 'Union'):
@@ -72,13 +82,14 @@ def _parse_annotation(node)->tuple[str, bool]:
     if len(members) > 1:
         rest = [m for m in members if not _is_none(m)]
         if len(rest) != 1: raise ValueError("a union other than `X | None`")
-        kind, _ = _parse_annotation(rest[0])
-        return kind, True
+        kind, _, choices = _parse_annotation(rest[0])
+        return kind, True, choices
     if members[0] is not node: return _parse_annotation(members[0])
+    if isinstance(node, ast.Subscript) and _tail(node.value) == 'Literal': return _literal(node)
     base = node.value if isinstance(node, ast.Subscript) else node
     kind = _KINDS.get(_tail(base))
     if kind is None or (isinstance(node, ast.Subscript) and kind not in ('list', 'dict')): raise ValueError("an unsupported type")
-    return kind, False
+    return kind, False, None
 
 def _kind_of_default(node)->str:
     "Type of an unannotated parameter: that of its literal default, else 'any'."
@@ -100,11 +111,13 @@ class Param:
     required: bool     # every run must give a value (default None on a non-optional type)
     secret: bool       # annotated `Secret` or named in the `secret_params` setting
     annotation: str|None = None # as written; None when the type was inferred from the default
+    choices: tuple|None = None  # the values a `Literal[...]` annotation allows; None: any value of `kind`
 
     @property
     def type(self)->str:
-        "Readable type: 'int', 'str | None', ..."
-        return f"{self.kind} | None" if self.optional else self.kind
+        "Readable type: 'int', 'str | None', \"Literal['local', 'spark']\", ..."
+        base = f"Literal[{', '.join(map(repr, self.choices))}]" if self.choices else self.kind
+        return f"{base} | None" if self.optional else base
 
 # %% ../nbs/06_params.ipynb #b1d3cb8e
 def _comments(src:str)->dict:
@@ -115,6 +128,11 @@ def _comments(src:str)->dict:
             if tok.type == tokenize.COMMENT: out[tok.start[0]] = tok.string.lstrip('#').strip()
     except (tokenize.TokenError, SyntaxError): pass
     return out
+
+def _constant(node):
+    "The value of a literal expression node; a non-literal (`make_path()`) gives a value no `Literal` lists."
+    try: return ast.literal_eval(node)
+    except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError): return node
 
 def _parse_cell(src:str, where:str, secret_names)->dict:
     try: tree = ast.parse(src)
@@ -131,15 +149,18 @@ def _parse_cell(src:str, where:str, secret_names)->dict:
                              "is not of the form `name: type = default  # help`")
         else: continue
         default = ast.get_source_segment(src, value) if value is not None else ''
-        if ann is None: kind, optional = (_kind_of_default(value) if value is not None else 'any'), False
+        if ann is None: kind, optional, choices = (_kind_of_default(value) if value is not None else 'any'), False, None
         else:
-            try: kind, optional = _parse_annotation(ann)
+            try: kind, optional, choices = _parse_annotation(ann)
             except (ValueError, SyntaxError) as e:
-                raise ParamError(f"{where}: parameter {name!r} is annotated `{ast.unparse(ann)}`, {e}; "
-                                 "use int, float, bool, str, list, dict, Secret, or one of them `| None`") from None
+                raise ParamError(f"{where}: parameter {name!r} is annotated `{ast.unparse(ann)}`, {e}; use int, float, bool, "
+                                 "str, list, dict, Secret, Literal[...] of text or integers, or one of them `| None`") from None
+        if choices and value is not None and not _is_none(value) and _constant(value) not in choices:
+            raise ParamError(f"{where}: parameter {name!r} defaults to {default}, which is not one of its choices "
+                             f"{', '.join(map(repr, choices))}")
         required = kind != 'any' and not optional and (value is None or _is_none(value))
         params[name] = Param(name, kind, optional, default, comments.get(node.end_lineno, ''), required,
-                             kind == 'Secret' or name in secret_names, ast.unparse(ann) if ann is not None else None)
+                             kind == 'Secret' or name in secret_names, ast.unparse(ann) if ann is not None else None, choices)
     return params
 
 # %% ../nbs/06_params.ipynb #2a4cea39
@@ -156,7 +177,8 @@ def notebook_params(path:Path|str, # a pipeline notebook (.ipynb)
     if cell is None: return {}
     params = _parse_cell(cell.source, f"notebook {path.name}", set(secret_params or ()))
     pm_log = logging.getLogger('papermill')
-    level = pm_log.level; pm_log.setLevel(max(level, logging.WARNING))   # not its "Input Notebook: ..." line
+    # not its "Input Notebook: ..." line, nor its "Unable to parse line" warnings: the ast pass above read those lines
+    level = pm_log.level; pm_log.setLevel(max(level, logging.ERROR))
     try: found = papermill.inspect_notebook(str(path))
     finally: pm_log.setLevel(level)
     return {n: (Param(**{**p.__dict__, 'help': found[n]['help']}) if found.get(n, {}).get('help') else p)
@@ -234,6 +256,13 @@ def _unstorable(name:str, value)->str|None:
                 "(pass large values as a file: a *_path parameter)")
     return None
 
+def _choose(value, choices:tuple|None):
+    "`value` if `choices` allow it; ValueError with the closest choice otherwise."
+    if choices is None or value is None or value in choices: return value
+    by_text = {str(c): c for c in choices}
+    close = difflib.get_close_matches(str(value), list(by_text), n=1)
+    raise ValueError("not one of the choices" + (f" (did you mean {by_text[close[0]]!r}?)" if close else ""))
+
 def check_params(notebook:Path|str, # the pipeline notebook
                  values:dict, # name -> value, as Python objects or as text
                  params:dict|None=None, # its contract; default read with `notebook_params`
@@ -250,7 +279,7 @@ def check_params(notebook:Path|str, # the pipeline notebook
             problems.append(f"unknown parameter {name!r}" + (f" (did you mean {close[0]!r}, {params[close[0]].type}?)" if close else ""))
     for name, p in params.items():
         if name in values:
-            try: out[name] = _coerce(p.kind, p.optional, values[name])
+            try: out[name] = _choose(_coerce(p.kind, p.optional, values[name]), p.choices)
             except ValueError as e:
                 shown = "'***'" if p.secret else repr(values[name])
                 if len(shown) > 60: shown = shown[:57] + '...'

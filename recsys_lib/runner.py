@@ -8,7 +8,7 @@ Docs: https://recsys-lib.github.io/recsys_lib/runner.html.md"""
 
 # %% ../nbs/07_runner.ipynb #5dde479c
 from __future__ import annotations
-import argparse, hashlib, importlib.metadata, json, logging, os, platform, shutil, signal, socket, subprocess, sys, time, traceback
+import argparse, fnmatch, hashlib, importlib.metadata, json, logging, os, platform, shutil, signal, socket, subprocess, sys, time, traceback
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -22,11 +22,12 @@ from .params import (ParamError, check_params, notebook_params, read_params_file
 log = logging.getLogger(__name__)
 
 # %% auto #0
-__all__ = ['log', 'RUN_DIR_ENV', 'SOURCE_NB', 'KEY_PACKAGES', 'OUTPUT_WAIT_S', 'PATH_PARAM_SUFFIXES', 'current_run_dir',
-           'log_metrics', 'log_record', 'log_data_fingerprint', 'params_hash', 'package_versions', 'git_state',
-           'RunResult', 'RunInterrupted', 'resolve_path_params', 'run_notebook', 'list_runs', 'load_run', 'rerun',
-           'cli_inspect', 'cli_run', 'cli_rerun', 'cli_runs', 'cli_show', 'add_subcommands', 'track_run',
-           'record_tracking_error', 'untracked_line']
+__all__ = ['log', 'RUN_DIR_ENV', 'SOURCE_NB', 'KEY_PACKAGES', 'OUTPUT_WAIT_S', 'PATH_PARAM_SUFFIXES', 'REGISTRATION_FILE',
+           'KEY_METRICS', 'RUNS_WIDTH', 'PARAM_FORMS', 'current_run_dir', 'log_metrics', 'log_record',
+           'log_data_fingerprint', 'params_hash', 'package_versions', 'git_state', 'RunResult', 'RunInterrupted',
+           'resolve_path_params', 'run_notebook', 'run_model', 'key_metric', 'list_runs', 'load_run', 'rerun',
+           'cli_inspect', 'cli_run', 'cli_rerun', 'cli_runs', 'cli_show', 'ParamAction', 'split_param_words',
+           'ParamParser', 'add_subcommands', 'track_run', 'record_tracking_error', 'untracked_line']
 
 # %% ../nbs/07_runner.ipynb #9dfe79cf
 RUN_DIR_ENV = 'RECSYS_RUN_DIR'
@@ -518,32 +519,71 @@ def _unreadable(path:Path, root:Path, e:OSError)->RecsysError:
     return RecsysError(f"cannot read {path}: {e.strerror or e}; fix its permissions (chmod -R u+rwX {path}, as its owner) or run as its owner")
 
 # %% ../nbs/07_runner.ipynb #138069a7
+REGISTRATION_FILE = 'registered.json'   # `recsys_lib.tracking.REGISTRATION_RECORD`, not imported from there: that loads MLflow
+# what `recsys runs` shows of a run, the first pattern that matches: NDCG (train: test and valid; evaluate: per version),
+# whether retraining is due (monitor), rows scored (batch inference)
+KEY_METRICS = ('ndcg@*', '*_ndcg@*', 'retrain_due', 'rows')
+
+def _registrations(run_dir:Path)->list:
+    "The model versions registered from a run (its `registered.json`); [] when none, or when it cannot be read."
+    try: entries = json.loads((run_dir/REGISTRATION_FILE).read_text())
+    except (OSError, ValueError): return []
+    return [e for e in entries if isinstance(e, dict)] if isinstance(entries, list) else []
+
+def run_model(params:dict, # the run's parameters (params.json)
+              registered:list=(), # its registrations (registered.json)
+             )->str|None: # None when the run names no model
+    "The model of a run: its `model` parameter, else the registered model it used or became."
+    for name in (params.get('model'), params.get('registered_model'), *(e.get('model') for e in registered)):
+        if isinstance(name, str) and name: return name
+    return None
+
+def _number(v)->str: return f"{v:,.0f}" if float(v).is_integer() else f"{v:.4g}"
+
+def key_metric(metrics:dict, # the run's metrics (metrics.json)
+              )->str|None: # one short line; None when the run logged no number
+    """The metric that says most about a run: the first pattern of `KEY_METRICS` it logged, else its first number by name
+    (metrics.json keeps no logging order); a family like `test_ndcg@10`, `valid_ndcg@10` on one line."""
+    numbers = {k: v for k, v in metrics.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+    for pattern in KEY_METRICS:
+        if found := [k for k in numbers if fnmatch.fnmatchcase(k, pattern)]: break
+    else: found = sorted(numbers)[:1]
+    if not found: return None
+    _, sep, metric = found[0].rpartition('_')
+    family = [k for k in found if sep and k.endswith(sep + metric)]
+    if len(family) < 2: return f"{found[0]}={_number(numbers[found[0]])}"
+    return f"{metric} " + ' '.join(f"{k[:-len(metric) - 1]}={_number(numbers[k])}" for k in family)
+
 def list_runs(run_root:Path|str|None=None, # default the profile's `runs_dir`
               limit:int=20, # most recent runs to show
               notebook:str|None=None, # only runs of this notebook (its stem)
               profile:str|None=None, # settings profile for `runs_dir`
              )->pd.DataFrame: # one row per run, newest first
-    "Recent runs: notebook, run id, status, start, duration, reason and numeric metrics."
+    "Recent runs: notebook, run id, status, start, duration, reason, model, key metric and numeric metrics."
     root, unreadable = _runs_root(run_root, profile), []
     dirs = _run_dirs(root, notebook, unreadable)
     def started(d):   # the start second from the name, then params.json's mtime (written once, at the start)
         try: return d.name[:16], (d/'params.json').stat().st_mtime_ns
         except OSError: return d.name[:16], 0
     dirs = sorted(dirs, key=started, reverse=True)[:limit]
+    def read_object(path):   # a file that is missing, damaged or not a JSON object reads as {}: the listing goes on
+        try: found = json.loads(path.read_text())
+        except (OSError, ValueError): return {}
+        return found if isinstance(found, dict) else {}
     rows = []
     for d in dirs:
         try: m = _read_manifest(d)
         except OSError as e: unreadable.append((d/'manifest.json', e.strerror)); continue
-        try: metrics = json.loads((d/'metrics.json').read_text())
-        except (OSError, ValueError): metrics = {}
-        rows.append({'notebook': d.parent.name, 'run_id': f"{d.parent.name}/{d.name}", 'status': m.get('status'),
+        metrics, params = (read_object(d/name) for name in ('metrics.json', 'params.json'))
+        rows.append({**{k: v for k, v in metrics.items() if isinstance(v, (int, float)) and not isinstance(v, bool)},
+                     'notebook': d.parent.name, 'run_id': f"{d.parent.name}/{d.name}", 'status': m.get('status'),
                      'started': pd.Timestamp(m['started_at']) if m.get('started_at') else pd.NaT,
                      'duration_s': m.get('duration_s'), 'reason': m.get('reason'),
-                     **{k: v for k, v in metrics.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}})
+                     'model': run_model(params, _registrations(d)), 'key_metric': key_metric(metrics)})
     if unreadable:   # listed, not hidden: a folder without permission would otherwise hide every run in it
         log.warning("cannot read %s; fix their permissions (chmod -R u+rwX <path>, as their owner) to list the runs there",
                     ', '.join(f"{p} ({why})" for p, why in unreadable))
-    cols = ['notebook', 'run_id', 'status', 'started', 'duration_s', 'reason']
+    cols = ['notebook', 'run_id', 'status', 'started', 'duration_s', 'reason', 'model', 'key_metric']
     return pd.DataFrame(rows, columns=cols + [c for c in pd.DataFrame(rows).columns if c not in cols])
 
 def _find_run(run:Path|str, root:Path)->Path:
@@ -564,7 +604,7 @@ def _find_run(run:Path|str, root:Path)->Path:
 def load_run(run:Path|str, # a run folder, a run id 'stem/folder', or a unique prefix of a folder name
              run_root:Path|str|None=None, # default the profile's `runs_dir`
              profile:str|None=None,
-            )->dict: # run_id, run_dir, status, reason, params, metrics, manifest, notebook
+            )->dict: # run_id, run_dir, status, reason, params, metrics, manifest, notebook, registered
     "Everything recorded about one run."
     root = _runs_root(run_root, profile)
     d = _find_run(run, root)
@@ -576,7 +616,7 @@ def load_run(run:Path|str, # a run folder, a run id 'stem/folder', or a unique p
     except OSError as e: raise _unreadable(d/'manifest.json', root, e) from None
     return {'run_id': f"{d.parent.name}/{d.name}", 'run_dir': d, 'status': m.get('status'), 'reason': m.get('reason'),
             'params': read('params.json'), 'metrics': read('metrics.json'), 'manifest': m,
-            'notebook': d/m.get('executed_notebook', '') if m.get('executed_notebook') else None}
+            'notebook': d/m.get('executed_notebook', '') if m.get('executed_notebook') else None, 'registered': _registrations(d)}
 
 # %% ../nbs/07_runner.ipynb #e8b42389
 def rerun(run:Path|str, # a run folder, a run id 'stem/folder', or a unique prefix of a folder name
@@ -621,7 +661,7 @@ def cli_inspect(args)->int:
     print(table.to_string(index=False)); return 0
 
 def cli_run(args)->int:
-    "`recsys run NOTEBOOK -p NAME VALUE ... [-f FILE]`; the profile's `backend` decides where the notebook runs."
+    "`recsys run NOTEBOOK -p NAME=VALUE ... [-f FILE]`; the profile's `backend` decides where the notebook runs."
     values = read_params_file(args.params_file) if args.params_file else {}
     values.update(dict(args.param or []))
     backend = load_settings(args.profile).backend
@@ -634,7 +674,7 @@ def cli_run(args)->int:
                                                 run_root=args.run_root, kernel=args.kernel, progress=not args.no_progress), args)
 
 def cli_rerun(args)->int:
-    "`recsys rerun RUN [-p SECRET VALUE ...]`"
+    "`recsys rerun RUN [-p SECRET=VALUE ...]`"
     return _run_and_report(lambda: rerun(args.run, dict(args.param or []), args.run_root, args.profile, args.timeout,
                                          progress=not args.no_progress), args)
 
@@ -679,17 +719,37 @@ def _cli_run_container(args, values:dict)->int:
     if 'version' in res.tracked: print(f"registered {res.tracked['registered_model']!r} version {res.tracked['version']} (alias challenger)")
     return 0
 
+RUNS_WIDTH = 120   # characters per line of `recsys runs`
+
+def _columns(rows:list, # tuples of text, the header first
+             caps:tuple, # the widest each column may be, None: never cut (the last column gets what is left of `width`)
+             width:int)->list:
+    "Lines of left-aligned columns two spaces apart, at most `width` characters; a value cut short ends in '…'."
+    widths = [max(len(r[i]) for r in rows) for i in range(len(caps))]
+    widths = [w if c is None else min(w, c) for w, c in zip(widths[:-1], caps)]
+    widths.append(max(width - sum(widths) - 2 * len(widths), 12))
+    return ['  '.join(_cut(v, w).ljust(w) for v, w in zip(r, widths)).rstrip() for r in rows]
+
 def cli_runs(args)->int:
-    "`recsys runs`"
+    "`recsys runs`: one line per run: notebook, run folder, status, model, and its key metric or, when it did not succeed, why."
     table = list_runs(args.run_root, args.limit, args.notebook, args.profile)
     if table.empty: print(f"no runs under {_runs_root(args.run_root, args.profile)}"); return 0
-    metric_cols = list(table.columns[6:])
-    show = table[['run_id', 'status', 'started', 'duration_s'] + metric_cols[:4] + ['reason']].copy()
-    show['started'] = show.started.dt.strftime('%Y-%m-%d %H:%M:%S')
-    fmt = lambda spec: (lambda v: '' if pd.isna(v) else format(v, spec))
-    show = show.astype(object).assign(duration_s=show.duration_s.map(fmt('.1f')), reason=show.reason.map(fmt('')),
-                                      **{c: show[c].map(fmt('.4g')) for c in metric_cols[:4]})
-    print(show.to_string(index=False)); return 0
+    text = lambda v: '' if v is None or v is pd.NaT or (isinstance(v, float) and pd.isna(v)) else str(v)
+    rows = [('notebook', 'run', 'status', 'model', 'metric / reason')] + [
+        (r.notebook, r.run_id.split('/', 1)[1], text(r.status), text(r.model),
+         text(r.reason) if r.status != 'succeeded' and text(r.reason) else text(r.key_metric))
+        for r in table[['notebook', 'run_id', 'status', 'model', 'key_metric', 'reason']].itertuples(index=False)]
+    print('\n'.join(_columns(rows, (16, None, None, 16, None), RUNS_WIDTH))); return 0
+
+def _tracking_lines(run:dict)->list:
+    "`recsys show`'s lines on MLflow: the run it was logged as, the versions registered from it, or that it was not logged."
+    m, registered = run['manifest'], run['registered']
+    mlflow_run = m.get('mlflow_run_id') or next((e['mlflow_run_id'] for e in registered if e.get('mlflow_run_id')), None)
+    lines = [f"tracking  MLflow run {mlflow_run}" if mlflow_run else
+             "tracking  not logged to MLflow" + (f": {m['tracking_error']}" if m.get('tracking_error') else "")]
+    several = len({e.get('registry') for e in registered}) > 1   # name the registry only when it tells them apart
+    return lines + [f"registry  {e.get('model')!r} version {e.get('version')}" + (f" in {e.get('registry')}" if several else "")
+                    for e in registered]
 
 def cli_show(args)->int:
     "`recsys show RUN`"
@@ -702,14 +762,58 @@ def cli_show(args)->int:
     slow = sorted((c for c in m.get('cells', []) if c.get('duration_s')), key=lambda c: -c['duration_s'])[:3]
     lines = [f"run       {run['run_id']}", f"status    {run['status']}" + (f": {run['reason']}" if run['reason'] else ""),
              f"started   {m.get('started_at')}  ({m.get('duration_s')} s)", f"notebook  {run['notebook']}",
-             f"params    {_kv(run['params'])}", f"metrics   {_kv(run['metrics']) or '-'}",
+             f"params    {_kv(run['params'])}", f"metrics   {_kv(run['metrics']) or '-'}", *_tracking_lines(run),
              f"code      {git.get('commit') or '-'}{' (dirty)' if git.get('dirty') else ''}",
              f"data      {_kv(m.get('data_fingerprints') or {}) or '-'}",
              *([f"trained   {describe_data(trained)}"] if (trained := (m.get('records') or {}).get('training_data')) else []),
              f"slowest   {', '.join('cell %s %.2f s' % (c['cell'], c['duration_s']) for c in slow) or '-'}"]
     if m.get('error') and m['error'] not in (run['reason'] or ''): lines.append(f"error     {m['error']}")
-    if m.get('tracking_error'): lines.append(f"tracking  not logged to MLflow: {m['tracking_error']}")
     print('\n'.join(lines)); return 0
+
+# %% ../nbs/07_runner.ipynb #5696d44c
+class ParamAction(argparse.Action):
+    "A repeatable `NAME VALUE` option: appends [NAME, VALUE]; under a `ParamParser` it takes `NAME=VALUE` too."
+    def __init__(self, option_strings, dest, **kwargs): super().__init__(option_strings, dest, nargs=2, **kwargs)
+    def __call__(self, parser, namespace, values, option_string=None):
+        setattr(namespace, self.dest, [*(getattr(namespace, self.dest, None) or []), list(values)])
+
+PARAM_FORMS = ("NAME=VALUE or NAME VALUE (repeatable). A word with '=' after a parameter name is split at its first '=' "
+               "(-p model=ease); any other word is the NAME and the next word its VALUE, whole (-p expr a=b gives expr 'a=b')")
+
+def split_param_words(words:list, # command-line words of one (sub)command
+                      param_options:set, # option strings of its `ParamAction`s, e.g. {'-p', '--param'}
+                      other_options:set=frozenset(), # its other option strings, which cannot be a VALUE
+                     )->list: # `words` with every `-p NAME=VALUE` written as `-p NAME VALUE`
+    "Rewrite `-p NAME=VALUE` (and `--param=NAME=VALUE`) as `-p NAME VALUE`; `ParamError` for a `-p` followed by no NAME."
+    out, rest = [], list(words)
+    while rest:
+        word = rest.pop(0)
+        if word == '--': return out + [word, *rest]   # what follows is positional
+        opt, eq, attached = word.partition('=')
+        if eq and opt in param_options: word, rest = opt, [attached, *rest]   # argparse reads `--param=X` as `--param X`
+        out.append(word)
+        if word not in param_options: continue
+        if not rest: raise ParamError(f"{word} takes NAME=VALUE or NAME VALUE; nothing follows it")
+        first = rest.pop(0)
+        name, eq, value = first.partition('=')
+        if eq and name.isidentifier(): out += [name, value]
+        elif eq or first.startswith('-') or not first:
+            raise ParamError(f"{word} {first!r}: expected NAME=VALUE or NAME VALUE, where NAME is a parameter name "
+                             "(letters, digits and _, not starting with a digit)")
+        elif not rest or rest[0].partition('=')[0] in {*param_options, *other_options}:
+            raise ParamError(f"{word} {first}: no VALUE; expected {first}=VALUE or {first} VALUE")
+        else: out += [first, rest.pop(0)]
+    return out
+
+class ParamParser(argparse.ArgumentParser):
+    "An `ArgumentParser` whose `ParamAction` options take `NAME=VALUE` as well as `NAME VALUE`; its subcommands' parsers are ones too."
+    def parse_known_args(self, args=None, namespace=None):
+        words = sys.argv[1:] if args is None else list(args)
+        params = {s for a in self._actions if isinstance(a, ParamAction) for s in a.option_strings}
+        if params:
+            try: words = split_param_words(words, params, {s for a in self._actions for s in a.option_strings} - params)
+            except ParamError as e: self.error(str(e))   # a usage error: the usage, this line, exit status 2
+        return super().parse_known_args(words, namespace)
 
 # %% ../nbs/07_runner.ipynb #4308ed59
 def add_subcommands(sub)->None:
@@ -723,7 +827,7 @@ def add_subcommands(sub)->None:
     common(i); i.set_defaults(func=cli_inspect)
     r = sub.add_parser('run', help="run a pipeline notebook with checked parameters and record the run")
     r.add_argument('notebook', help="the pipeline notebook (.ipynb)")
-    r.add_argument('-p', '--param', nargs=2, action='append', metavar=('NAME', 'VALUE'), help="a parameter (repeatable)")
+    r.add_argument('-p', '--param', action=ParamAction, metavar=('NAME', 'VALUE'), help=f"a parameter: {PARAM_FORMS}")
     r.add_argument('-f', '--params-file', default=None, help="YAML or JSON file of parameters (-p overrides it)")
     r.add_argument('--timeout', type=float, default=None, help="seconds any one cell may run")
     r.add_argument('--kernel', default=None, help="Jupyter kernel (default: kernel of the profile)")
@@ -738,7 +842,7 @@ def add_subcommands(sub)->None:
     common(r, runs=True); r.set_defaults(func=cli_run)
     rr = sub.add_parser('rerun', help="run a recorded run again: its notebook version and its parameters, into a new run folder")
     rr.add_argument('run', help="run folder, run id (notebook/folder) or a unique prefix of the folder name")
-    rr.add_argument('-p', '--param', nargs=2, action='append', metavar=('NAME', 'VALUE'), help="a secret parameter the run was given (repeatable)")
+    rr.add_argument('-p', '--param', action=ParamAction, metavar=('NAME', 'VALUE'), help=f"a secret parameter the run was given: {PARAM_FORMS}")
     rr.add_argument('--timeout', type=float, default=None, help="seconds any one cell may run (default: the run's)")
     rr.add_argument('--no-progress', action='store_true', help="no per-cell progress bar")
     rr.add_argument('--no-track', action='store_true', help="do not log the run to MLflow nor register its model")
@@ -756,10 +860,17 @@ def add_subcommands(sub)->None:
 def track_run(run_dir:Path, # a finished run folder
               profile=None, # whose MLflow stores; default the default profile
              )->tuple: # (what `register_run` returned, or {}; the recorded tracking error, or None)
-    "Log a finished run to MLflow and register its model if it succeeded; a failure is recorded in its manifest, not raised."
+    "Log a finished run to MLflow and register its model if it succeeded; its manifest notes the MLflow run id, or the failure (not raised)."
     from recsys_lib.pipeline import register_run
-    try: return register_run(run_dir, profile), None
+    try: tracked = register_run(run_dir, profile)
     except Exception as e: return {}, record_tracking_error(run_dir, e)   # the run's own record stays true
+    path = Path(run_dir)/'manifest.json'
+    try:   # logged now: an error an earlier attempt recorded no longer holds
+        manifest = {k: v for k, v in json.loads(path.read_text()).items() if k != 'tracking_error'}
+        write_json(path, {**manifest, 'mlflow_run_id': tracked['mlflow_run_id']})
+    except (OSError, ValueError) as e:
+        log.warning("run %s is logged as MLflow run %s, but its manifest cannot note it: %s", run_dir, tracked['mlflow_run_id'], e)
+    return tracked, None
 
 def record_tracking_error(run_dir:Path, error:Exception)->str:
     "Record in the run's manifest (`tracking_error`) that logging it to MLflow failed; its status stays what the notebook did."

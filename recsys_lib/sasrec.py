@@ -7,7 +7,7 @@ Docs: https://recsys-lib.github.io/recsys_lib/sasrec.html.md"""
 
 # %% ../nbs/04d_sasrec.ipynb #798a8c98
 from __future__ import annotations
-import contextlib, hashlib, json, logging, math, os, shutil, tempfile, time, warnings
+import contextlib, hashlib, json, logging, math, os, shutil, sys, tempfile, time, warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,13 +24,14 @@ from pytorch_lightning.strategies import DDPStrategy
 from .core import ConfigError, DataError, check_memory, sha256_file, write_json
 from .data import Interactions, Sequences
 from .models import Recommender
+from .runner import RUN_DIR_ENV
 
 log = logging.getLogger(__name__)
 
 # %% auto #0
 __all__ = ['log', 'MASTER_PORT', 'CHECKPOINT_ENV', 'left_padded', 'training_windows', 'CausalBlock', 'SASRecModule',
-           'SASRecDataModule', 'resolve_precision', 'inference_device', 'Cluster', 'sagemaker_cluster', 'is_leader',
-           'spot_checkpoint_dir', 'SASRec']
+           'SASRecDataModule', 'resolve_precision', 'inference_device', 'is_interactive', 'Cluster',
+           'sagemaker_cluster', 'is_leader', 'spot_checkpoint_dir', 'SASRec']
 
 # %% ../nbs/04d_sasrec.ipynb #b49c7d98
 def left_padded(seq:Sequences, # time-ordered item codes per user, from `Interactions.to_sequences()`
@@ -261,6 +262,28 @@ class _BestWeights(Callback):
     def state_dict(self): return {'score': self.score, 'epoch': self.epoch, 'weights': self.weights}
     def load_state_dict(self, state): self.score, self.epoch, self.weights = state['score'], state['epoch'], state['weights']
 
+# %% ../nbs/04d_sasrec.ipynb #a8f4fbf1
+def _ipython_shell():
+    "The running IPython shell, or None, found without importing IPython."
+    ipython = sys.modules.get('IPython')
+    return ipython.get_ipython() if ipython is not None else None
+
+def is_interactive(environ:dict|None=None, # default os.environ
+                   stream=None, # the stream the progress bar writes to; default sys.stdout, where Lightning's bar goes
+                   shell='auto', # the IPython shell; 'auto': the running one, if any; None: no shell
+                  )->bool: # whether a person is likely watching this process's output as it comes
+    "True in a terminal or a Jupyter notebook a person uses; False in a run of `recsys run`, papermill or nbconvert, or with output sent to a file."
+    env = os.environ if environ is None else environ
+    if env.get(RUN_DIR_ENV): return False
+    stream = sys.stdout if stream is None else stream
+    try:
+        if stream.isatty(): return True
+    except (AttributeError, ValueError): pass  # no stream at all (pythonw), or a closed one
+    if shell == 'auto': shell = _ipython_shell()
+    if not any(k.__name__ == 'ZMQInteractiveShell' for k in type(shell).__mro__): return False
+    # ipykernel keeps the allow_stdin flag of the cell it is running; a kernel without it counts as a person's
+    return bool(getattr(getattr(shell, 'kernel', None), '_allow_stdin', True))
+
 # %% ../nbs/04d_sasrec.ipynb #31800aa8
 MASTER_PORT = 29500  # torch.distributed's customary port; `RECSYS_MASTER_PORT` overrides it
 
@@ -411,7 +434,7 @@ class SASRec(Recommender):
                  devices:int|str=1, # Trainer devices
                  precision:str='auto', # Trainer precision; 'auto': 'bf16-mixed' on a CUDA GPU with bf16, else '32-true'
                  checkpoint_dir:str|None=None, # keep checkpoints here; default: a temporary folder removed after fit
-                 progress_bar:bool=True, # show Lightning's progress bar during fit
+                 progress_bar:bool|None=None, # Lightning's progress bar during fit; None: shown when `is_interactive()`
                 ):
         self.max_len, self.n_layers, self.n_heads, self.hidden, self.dropout = max_len, n_layers, n_heads, hidden, dropout
         self.lr, self.weight_decay, self.batch_size, self.max_epochs = lr, weight_decay, batch_size, max_epochs
@@ -428,6 +451,8 @@ class SASRec(Recommender):
         _check_real('lr', self.lr, 0, lo_open=True)
         _check_real('weight_decay', self.weight_decay, 0)
         if self.accelerator not in _ACCELERATORS: raise DataError(f"accelerator={self.accelerator!r}; expected one of {_ACCELERATORS}")
+        if not (self.progress_bar is None or isinstance(self.progress_bar, bool)):
+            raise DataError(f"progress_bar={self.progress_bar!r}; expected True, False or None (shown when a person watches the output)")
         if self.precision not in _PRECISIONS: raise DataError(f"precision={self.precision!r}; expected one of {_PRECISIONS}")
         if not (self.devices == 'auto' or (isinstance(self.devices, (int, np.integer)) and not isinstance(self.devices, bool)
                                            and self.devices >= 1) or isinstance(self.devices, (list, tuple))):
@@ -531,7 +556,8 @@ def _fit(self:SASRec, train:Interactions, valid:Interactions|None):
     backend = placement['strategy'].process_group_backend if cluster.is_distributed else None
     spot = spot_checkpoint_dir() if self.checkpoint_dir is None else None
     history, best = _History(), _BestWeights()
-    callbacks = [history] + ([TQDMProgressBar()] if self.progress_bar else [])
+    show_progress = is_interactive() if self.progress_bar is None else self.progress_bar
+    callbacks = [history] + ([TQDMProgressBar()] if show_progress else [])
     resume, resumed = None, 0
     if spot is not None:
         identity = json.loads(json.dumps({'model': self.name, 'recsys_lib': _version(), 'precision': str(precision),
@@ -551,7 +577,7 @@ def _fit(self:SASRec, train:Interactions, valid:Interactions|None):
             trainer = pl.Trainer(accelerator=self.accelerator, precision=precision, **placement,
                                  max_epochs=self.max_epochs, callbacks=callbacks, logger=False, default_root_dir=run_dir,
                                  enable_checkpointing=any(isinstance(c, Checkpoint) for c in callbacks), enable_model_summary=False,
-                                 enable_progress_bar=self.progress_bar, num_sanity_val_steps=0,
+                                 enable_progress_bar=show_progress, num_sanity_val_steps=0,
                                  deterministic=True if on_cpu else None, **({} if val else {'limit_val_batches': 0}))
             trainer.fit(self.module_, datamodule=data, ckpt_path=resume, weights_only=True if resume else None)
     finally:

@@ -50,43 +50,62 @@ def metric_curves(recos:dict, # model name -> recommendations: user_id, item_id,
     out = pd.DataFrame(cols, index=pd.Index(ks, name='k'))
     return out.sort_index(axis=1, level=0, sort_remaining=False)
 
+def _panels(axes, n:int, figsize:tuple, fn:str, arg:str='axes')->tuple:
+    "(`n` Axes to draw on, whether this call made their figure): the caller's `axes`, flattened, or a new row of `n` panels."
+    if axes is None:
+        import matplotlib.pyplot as plt
+        _, grid = plt.subplots(1, n, figsize=figsize, squeeze=False)
+        return grid[0], True
+    from matplotlib.axes import Axes
+    flat = np.ravel(np.array(axes, dtype=object))
+    if len(flat) != n or not all(isinstance(a, Axes) for a in flat):
+        got = ', '.join(type(a).__name__ for a in flat[:n + 1]) + (', ...' if len(flat) > n + 1 else '')
+        raise DataError(f"{fn} draws {n} panel{'s' if n > 1 else ''} here: {arg}= must be {n} matplotlib Axes "
+                        f"(e.g. from plt.subplots), got {len(flat)}: {got}")
+    return flat, False
+
+def _finish(panels:np.ndarray, made:bool, title:str|None, default:str):
+    "Title the figure (`title`, or `default` on a figure this call made) and lay it out when this call made it."
+    fig = panels[0].figure
+    if made or title: fig.suptitle(title or default)
+    if made: fig.tight_layout()
+
 def plot_metric_curves(curves:pd.DataFrame, # output of `metric_curves`
-                       title:str|None=None,
-                      ): # the matplotlib Figure
+                       title:str|None=None, # the figure's title; default (on its own figure) the range of K
+                       axes=None, # one matplotlib Axes per metric, in the order of `curves`; default a new figure
+                      )->np.ndarray: # the Axes drawn on, one per metric
     "One panel per metric, one line per model, metric against K."
-    import matplotlib.pyplot as plt
     if not isinstance(curves, pd.DataFrame) or curves.columns.nlevels != 2: raise DataError("plot_metric_curves needs the DataFrame returned by metric_curves")
     names = list(dict.fromkeys(curves.columns.get_level_values(0)))
-    fig, axes = plt.subplots(1, len(names), figsize=(4.6 * len(names), 3.4), squeeze=False)
-    for ax, m in zip(axes[0], names):
+    panels, made = _panels(axes, len(names), (4.6 * len(names), 3.4), 'plot_metric_curves')
+    for ax, m in zip(panels, names):
         for model, values in curves[m].items(): ax.plot(curves.index, values, label=model)
         ax.set(title=f"{m}@K", xlabel='K (length of the list)', ylabel=m, xlim=(curves.index.min(), curves.index.max()))
         ax.grid(alpha=0.3)
         ax.legend(title='model', fontsize=8)
-    fig.suptitle(title or f"Metrics at K = {curves.index.min()}..{curves.index.max()}")
-    fig.tight_layout()
-    return fig
+    _finish(panels, made, title, f"Metrics at K = {curves.index.min()}..{curves.index.max()}")
+    return panels
 
 # %% ../nbs/13_viz.ipynb #eeae4614
 def plot_intervals(cis, # {model: `bootstrap_ci` table}, or their `pd.concat` (index model, metric)
-                   title:str|None=None,
-                  ): # the matplotlib Figure
+                   title:str|None=None, # the panel's title
+                   ax=None, # the matplotlib Axes to draw on; default a new figure
+                  ): # the Axes drawn on
     "Bars of each model's mean per metric with the bootstrap interval as whiskers."
-    import matplotlib.pyplot as plt
     table = pd.concat(cis) if isinstance(cis, dict) else cis
     if not isinstance(table, pd.DataFrame) or table.index.nlevels != 2 or not {'mean', 'lower', 'upper'} <= set(table.columns):
         raise DataError("plot_intervals needs bootstrap_ci tables: a dict of them, or their pd.concat with columns mean, lower, upper")
     means, lower, upper = (table[c].unstack(0) for c in ('mean', 'lower', 'upper'))
     models = list(dict.fromkeys(table.index.get_level_values(0)))
     x, width = np.arange(len(means)), 0.8 / len(models)
-    fig, ax = plt.subplots(figsize=(max(4.5, 1.6 * len(means) * len(models) ** 0.5), 3.4))
+    (ax,), made = _panels(ax, 1, (max(4.5, 1.6 * len(means) * len(models) ** 0.5), 3.4), 'plot_intervals', arg='ax')
     for i, model in enumerate(models):
         err = np.vstack([means[model] - lower[model], upper[model] - means[model]])
         ax.bar(x + (i - (len(models) - 1) / 2) * width, means[model], width=width, yerr=err, capsize=3, label=model)
     ax.set(xticks=x, xticklabels=means.index, ylabel='mean over users', title=title or 'Means with bootstrap intervals')
     ax.legend(title='model', fontsize=8)
-    fig.tight_layout()
-    return fig
+    if made: ax.figure.tight_layout()
+    return ax
 
 # %% ../nbs/13_viz.ipynb #7a443169
 def _train_items(train)->pd.Series:
@@ -110,13 +129,15 @@ def popularity_bias(train:Interactions|pd.DataFrame, # what the models learnt fr
 
 def plot_long_tail(train:Interactions|pd.DataFrame, # what the models learnt from
                    recos:dict|None=None, # model name -> recommendations; None: the long tail alone
-                   n_bins:int=10, title:str|None=None,
-                  ): # the matplotlib Figure
+                   n_bins:int=10, # groups of equal training traffic, head first
+                   title:str|None=None, # the figure's title; default (on its own figure) 'Popularity bias'
+                   axes=None, # matplotlib Axes: one for the long tail, a second for `recos`; default a new figure
+                  )->np.ndarray: # the Axes drawn on: the long tail, then where the recommendations fall
     "Item popularity against rank, and where each model's recommendations fall on it, with catalogue coverage."
-    import matplotlib.pyplot as plt
     counts = _train_items(train)
-    fig, axes = plt.subplots(1, 1 if recos is None else 2, figsize=(4.8 if recos is None else 10, 3.6), squeeze=False)
-    ax = axes[0][0]
+    panels, made = _panels(axes, 1 if recos is None else 2, (4.8 if recos is None else 10, 3.6),
+                           'plot_long_tail' + ('' if recos is None else ' with recos'))
+    ax = panels[0]
     share = np.cumsum(counts.to_numpy()) / counts.sum()
     ax.plot(np.arange(1, len(counts) + 1), counts.to_numpy(), color='k', label='train interactions')
     head = int(np.searchsorted(share, 0.5)) + 1
@@ -125,13 +146,12 @@ def plot_long_tail(train:Interactions|pd.DataFrame, # what the models learnt fro
     ax.legend(fontsize=8)
     if recos is not None:
         bias = popularity_bias(train, recos, n_bins)
-        ax = axes[0][1]
+        ax = panels[1]
         bias.drop(columns='items').plot.bar(ax=ax, width=0.8, rot=0)
         n_items = len(counts)
         labels = ['train'] + [f"{m} (coverage {recos[m]['item_id'].nunique() / n_items:.0%})" for m in bias.columns[2:]]
         ax.legend(labels, fontsize=8)
         ax.set(xticklabels=[str(i) for i in range(1, len(bias) + 1)], ylabel='share of interactions / slots',
                xlabel='bins of equal train traffic (1: the most popular items)', title='Where recommendations fall')
-    fig.suptitle(title or 'Popularity bias')
-    fig.tight_layout()
-    return fig
+    _finish(panels, made, title, 'Popularity bias')
+    return panels

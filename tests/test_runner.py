@@ -1,5 +1,5 @@
 "Pipeline notebooks run end to end with papermill on the real `python3` kernel: contract, record, status, secrets, CLI."
-import argparse, contextlib, io, json, os, signal, subprocess, sys, textwrap, time
+import contextlib, io, json, os, signal, subprocess, sys, textwrap, time
 from pathlib import Path
 
 import nbformat
@@ -7,7 +7,7 @@ import pytest
 
 from recsys_lib.core import RecsysError
 from recsys_lib.params import ParamError, new_notebook
-from recsys_lib.runner import RunInterrupted, add_subcommands, list_runs, load_run, run_notebook
+from recsys_lib.runner import ParamParser, RunInterrupted, add_subcommands, list_runs, load_run, run_notebook
 
 from conftest import BIN, ROOT, isolated_tracking
 
@@ -50,7 +50,7 @@ def alive(pid) -> bool:
 
 def cli(*argv):
     "Run a subcommand through a parser built with add_subcommands, as `recsys` would: (exit code, stdout, stderr)."
-    p = argparse.ArgumentParser(prog='recsys')
+    p = ParamParser(prog='recsys')
     add_subcommands(p.add_subparsers(dest='command', required=True))
     out, err = io.StringIO(), io.StringIO()
     with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
@@ -227,16 +227,18 @@ def test_interrupt_in_process_raises_after_recording(env, monkeypatch):
 def test_cli_run_runs_show_inspect(env):
     nb = new_notebook(env/'train.ipynb', TRAIN_PARAMS, CHECK_TYPES)
     (env/'params.yaml').write_text('data_path: in.parquet\nepochs: 5\nmodels: [ease, als]\n')
-    code, out, err = cli('run', nb, '-f', env/'params.yaml', '-p', 'epochs', '7', '--no-progress')
+    code, out, err = cli('run', nb, '-f', env/'params.yaml', '-p', 'epochs', '7', '-p', 'run_name=a=b', '--no-progress')
     assert code == 0, err
-    assert out.splitlines()[0].endswith('succeeded: epochs_seen=7, ndcg@10=0.25, run_name=default')
+    assert out.splitlines()[0].endswith('succeeded: epochs_seen=7, ndcg@10=0.25, run_name=a=b')
     assert load_run(out.splitlines()[1])['params']['epochs'] == 7
     bad = new_notebook(env/'bad.ipynb', 'd: int = 0', '1 / d')
     code, out, err = cli('run', bad, '--no-progress')
     assert code == 1
     assert err.strip().splitlines()[-1].startswith('recsys run: failed: cell 3 raised ZeroDivisionError: division by zero; executed notebook: ')
-    code, out, err = cli('runs')
-    assert code == 0 and out.splitlines()[1].split()[1] == 'failed' and 'ndcg@10' in out.splitlines()[0]
+    code, out, err = cli('runs')   # the newest run is the failed one: the older run still shows its own metric
+    assert code == 0 and [l.split()[0] for l in out.splitlines()] == ['notebook', 'bad', 'train']
+    assert out.splitlines()[1].split()[2:] == 'failed cell 3 raised ZeroDivisionError: division by zero'.split()
+    assert out.splitlines()[2].split()[2:] == ['succeeded', 'ndcg@10=0.25']
     assert list(list_runs().status) == ['failed', 'succeeded']
     code, out, err = cli('show', 'nope')
     assert code == 2 and "no run 'nope' under" in err

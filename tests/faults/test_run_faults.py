@@ -97,14 +97,41 @@ def test_fresh_store_opened_by_several_processes_at_once(clean_env):
     assert not errors, errors[0][-2000:]
 
 
+# `recsys run` as the console script runs it, except that registering waits at a barrier of files until both runs
+# are there: without it the two notebooks' run times decide the order and the registrations hardly ever overlap.
+RUN_REGISTERING_AT_THE_BARRIER = """
+import sys, time
+from pathlib import Path
+import recsys_lib.pipeline as pipeline
+from recsys_lib.cli import main
+barrier, me, register_run = Path(sys.argv[1]), sys.argv[2], pipeline.register_run
+def register_when_both_are_ready(*args, **kwargs):
+    (barrier/me).touch()
+    deadline = time.monotonic() + 300
+    while len(list(barrier.iterdir())) < 2:
+        if time.monotonic() > deadline: raise SystemExit(f"{me}: the other run never reached its registration")
+        time.sleep(0.005)
+    return register_run(*args, **kwargs)
+pipeline.register_run = register_when_both_are_ready   # what `recsys run` calls once the notebook has finished
+sys.exit(main(sys.argv[3:]))
+"""
+
+
 def test_two_runs_registering_at_once_both_land(clean_env, tmp_path):
-    runs = [subprocess.Popen([str(BIN/'recsys'), 'run', str(TRAIN), '-p', 'preset', 'tiny', '-p', 'model', model,
-                              '-p', 'registered_model', 'race', '--no-progress'],
-                             env=clean_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-            for model in ('popularity', 'itemknn')]
-    for p in runs:
-        out, err = p.communicate(timeout=600)
-        assert p.returncode == 0, err[-2000:]
+    barrier = tmp_path/'barrier'
+    barrier.mkdir()
+    # output to files, not pipes: a run blocked on a full pipe nobody reads yet would never reach the barrier
+    logs = {model: tmp_path/f'{model}.log' for model in ('popularity', 'itemknn')}
+    runs = {}
+    for model, log in logs.items():
+        with log.open('w') as out:   # the child holds its own copy of the file
+            runs[model] = subprocess.Popen([str(BIN/'python'), '-c', RUN_REGISTERING_AT_THE_BARRIER, str(barrier), model,
+                                            'run', str(TRAIN), '-p', 'preset', 'tiny', '-p', 'model', model,
+                                            '-p', 'registered_model', 'race', '--no-progress'],
+                                           env=clean_env, stdout=out, stderr=subprocess.STDOUT)
+    for model, p in runs.items():
+        assert p.wait(timeout=600) == 0, logs[model].read_text()[-2000:]
+    assert sorted(f.name for f in barrier.iterdir()) == ['itemknn', 'popularity']   # both registered from the barrier
     client = mlflow_client(clean_env)
     versions = client.search_model_versions("name='race'")
     assert sorted(int(v.version) for v in versions) == [1, 2]

@@ -35,7 +35,7 @@ def test_bad_input_is_refused_before_anything_is_staged(aws, wheel, tmp_path, mo
     with pytest.raises(Exception, match="channel 'data': .* does not exist"):
         submit_job(nb, channels={'data': tmp_path/'missing.parquet'}, clients=aws, wheel=wheel)
     with pytest.raises(Exception, match="channel name 'code'"): submit_job(nb, channels={'code': nb}, clients=aws, wheel=wheel)
-    with pytest.raises(Exception, match="SageMaker allows 2500"): submit_job(nb, {'preset': 'x' * 3000}, clients=aws, wheel=wheel)
+    with pytest.raises(Exception, match="SageMaker allows 2500"): submit_job(nb, {'registered_model': 'x' * 3000}, clients=aws, wheel=wheel)
     secret_nb = new_notebook(tmp_path/'s.ipynb', "from recsys_lib.params import Secret\ntoken: Secret = None  # API token", 'x = 1')
     with pytest.raises(Exception, match="secret parameter\\(s\\) token cannot travel"):
         submit_job(secret_nb, {'token': 'hunter2'}, clients=aws, wheel=wheel)
