@@ -808,6 +808,7 @@ def split_param_words(words:list, # command-line words of one (sub)command
 class ParamParser(argparse.ArgumentParser):
     "An `ArgumentParser` whose `ParamAction` options take `NAME=VALUE` as well as `NAME VALUE`; its subcommands' parsers are ones too."
     def parse_known_args(self, args=None, namespace=None):
+        "`argparse`'s own, on `args` (default `sys.argv[1:]`) with `-p NAME=VALUE` rewritten first; a bad `-p` is a usage error."
         words = sys.argv[1:] if args is None else list(args)
         params = {s for a in self._actions if isinstance(a, ParamAction) for s in a.option_strings}
         if params:

@@ -229,8 +229,8 @@ def test_names_and_values_the_sdk_environment_file_cannot_hold_are_refused_befor
             submit_job(nb, channels={name: data}, clients=aws, wheel=wheel)
     with pytest.raises(Exception, match="channel names 'Data' and 'data' are the same .*SM_CHANNEL_DATA"):
         submit_job(nb, channels={'data': data, 'Data': data}, clients=aws, wheel=wheel)
-    with pytest.raises(Exception, match="hyperparameter 'preset' contains a single quote"):
-        submit_job(nb, {'preset': "it's"}, clients=aws, wheel=wheel)
+    with pytest.raises(Exception, match="hyperparameter 'registered_model' contains a single quote"):
+        submit_job(nb, {'registered_model': "it's"}, clients=aws, wheel=wheel)
     assert _keys(aws) == [] and aws.sagemaker.list_training_jobs()['TrainingJobSummaries'] == []
 
 
