@@ -23,12 +23,13 @@ __all__ = ['log', 'TELEMETRY_OPT_OUT', 'IAM_HELP', 'JOB_NAME', 'PROCESSING_NOTEB
            'IMAGE_FRAMEWORK', 'LOCAL_STORAGE_FAMILIES', 'PROCESSING', 'PROCESSING_INSTANCE_COUNT',
            'PROCESSING_ENTRYPOINT', 'TERMINAL', 'prepare_sdk', 'AwsClients', 'AwsError', 'aws_errors', 'role_errors',
            's3_split', 'base_job_name', 'unique_job_base', 'check_job_name', 'job_kind', 'project_root', 'build_wheel',
-           'wheel_requirements', 'job_constraints', 'job_script', 'stage_code', 'job_inputs', 'check_environment_file',
-           'stage_registered_model', 'has_local_storage', 'volume_kms_key', 'job_image', 'aws_image', 'sdk_session',
-           'model_trainer', 'training_inputs', 'processing_request', 'SubmittedJob', 'StagedJob', 'stage_job',
-           'create_job', 'submit_job', 'describe_job', 'job_status', 'stop_job', 'LogTail', 'wait_for_job',
-           'fetch_outputs', 'failure_reason', 'job_channels', 'finish_job', 'run_sagemaker_job', 'attach_job',
-           'image_context', 'cli_image_context', 'cli_run_sagemaker', 'cli_attach', 'add_sagemaker_subcommands']
+           'wheel_requirements', 'job_constraints', 'job_script', 'write_job_files', 'stage_code', 'job_inputs',
+           'check_environment_file', 'stage_registered_model', 'has_local_storage', 'volume_kms_key', 'job_image',
+           'aws_image', 'sdk_session', 'model_trainer', 'training_inputs', 'processing_request', 'SubmittedJob',
+           'StagedJob', 'stage_job', 'create_job', 'submit_job', 'describe_job', 'job_status', 'stop_job', 'LogTail',
+           'wait_for_job', 'fetch_outputs', 'failure_reason', 'job_channels', 'finish_job', 'run_sagemaker_job',
+           'attach_job', 'image_context', 'cli_image_context', 'cli_run_sagemaker', 'cli_attach',
+           'add_sagemaker_subcommands']
 
 # %% ../../nbs/11b_sagemaker_cloud.ipynb #940f0b15
 TELEMETRY_OPT_OUT = "SchemaVersion: '1.0'\nSageMaker:\n  PythonSDK:\n    Modules:\n      TelemetryOptOut: true\n"
@@ -238,13 +239,17 @@ if [ "${{1:-}}" = install ]; then exit 0; fi
 exec python -m recsys_lib.sagemaker.entrypoint --mode "$1"
 """
 
+def write_job_files(dest:Path, wheel:Path|str):
+    "`constraints.txt` and `job.sh` for `wheel` in `dest`: what a job's code folder and an image's build context share."
+    (dest/CONSTRAINTS).write_text(job_constraints(wheel))
+    (dest/JOB_SCRIPT).write_text(job_script(Path(wheel).name))
+
 def stage_code(notebook:Path|str, settings:Settings, wheel:Path|str, dest:Path|str)->Path:
     "The job's code folder: the notebook, the settings file, the wheel, `constraints.txt` and `job.sh`."
     dest = Path(dest); dest.mkdir(parents=True, exist_ok=True)
     for src in (notebook, settings.source, wheel): shutil.copy2(src, dest/Path(src).name)
     if settings.source.name != 'settings.ini': shutil.copy2(settings.source, dest/'settings.ini')
-    (dest/CONSTRAINTS).write_text(job_constraints(wheel))
-    (dest/JOB_SCRIPT).write_text(job_script(Path(wheel).name))
+    write_job_files(dest, wheel)
     return dest
 
 # %% ../../nbs/11b_sagemaker_cloud.ipynb #749479e6
@@ -676,8 +681,7 @@ def image_context(dest:Path|str, # an empty or new folder
     wheel = Path(wheel or os.environ.get('RECSYS_WHEEL') or build_wheel(dest))
     if not wheel.is_file(): raise ConfigError(f"wheel {wheel} does not exist")
     if wheel.parent.resolve() != dest.resolve(): shutil.copy2(wheel, dest/wheel.name)
-    (dest/CONSTRAINTS).write_text(job_constraints(wheel))
-    (dest/JOB_SCRIPT).write_text(job_script(wheel.name))
+    write_job_files(dest, wheel)
     (dest/'Dockerfile').write_bytes((files('recsys_lib.sagemaker')/'Dockerfile').read_bytes())
     return dest
 

@@ -243,9 +243,9 @@ def build_job_env(env_dir:Path, code_dir:Path, log_file:Path)->dict:
     "A fresh virtual environment at `env_dir` with the image's packages, then `bash job.sh install`; `RecsysError` naming `log_file` if a step fails."
     from recsys_lib.sagemaker.cloud import JOB_SCRIPT
     shutil.rmtree(env_dir, ignore_errors=True)   # what a build that died half-way left
-    t0, python = time.perf_counter(), Path(env_dir)/'bin'/'python'
+    t0, python, image = time.perf_counter(), Path(env_dir)/'bin'/'python', image_packages()
     steps = [[sys.executable, '-m', 'venv', str(env_dir)],
-             *([[str(python), '-m', 'pip', 'install', '--quiet', *image_packages()]] if image_packages() else []),
+             *([[str(python), '-m', 'pip', 'install', '--quiet', *image]] if image else []),
              ['bash', str(Path(code_dir)/JOB_SCRIPT), 'install']]
     log.info("building the job environment %s from %s (once per set of packages; about a minute)", env_dir, code_dir/JOB_SCRIPT)
     with tempfile.TemporaryDirectory() as home, open(log_file, 'w') as out:
@@ -257,7 +257,7 @@ def build_job_env(env_dir:Path, code_dir:Path, log_file:Path)->dict:
                 tail = ' | '.join(l for l in Path(log_file).read_text(errors='replace').splitlines()[-5:] if l.strip())
                 raise RecsysError(f"building the job environment failed at `{' '.join(cmd[-3:])}` (exit status {code}): {tail[-600:]}; "
                                   f"log: {log_file}. sagemaker-local installs the job's packages as the cloud job does, so it needs the package index")
-    info = {'built_s': round(time.perf_counter() - t0, 1), 'image': image_packages(), 'python': sys.version.split()[0]}
+    info = {'built_s': round(time.perf_counter() - t0, 1), 'image': image, 'python': sys.version.split()[0]}
     (Path(env_dir)/READY).write_text(json.dumps(info))
     log.info("job environment %s built in %.0f s", env_dir, info['built_s'])
     return info
