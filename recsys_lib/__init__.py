@@ -4,7 +4,6 @@ Modules:
 
 - `recsys_lib.als`: Implicit-feedback matrix factorisation (Hu, Koren & Volinsky 2008), solved by the `implicit` library and adapted to the recsys_lib model interface.
 - `recsys_lib.cli`: The `recsys` console script: thin subcommands over library functions, with one-line errors and exit status 2 on bad input.
-- `recsys_lib.core`: Runtime settings from `settings.ini` (typed keys, one section per profile, environment overrides), the error classes, atomic writes of files and folders, and content fingerprints shared by every module.
 - `recsys_lib.data`: The `Interactions` container: validation with errors that name the column, count and rows; dense id codes with saveable maps; CSR matrices and time-ordered sequences; loaders for Parquet, CSV, MovieLens and RecBole; filters.
 - `recsys_lib.ease`: Embarrassingly Shallow Autoencoder (Steck, 2019): a closed-form item-item model, one regularised inverse of the Gram matrix, float32 by default.
 - `recsys_lib.evaluation`: Evaluate a model on a frozen holdout, put bootstrap confidence intervals on its metrics, compare a challenger with the champion user by user, decide whether to promote it, and break the metrics down by segment.
@@ -21,6 +20,7 @@ Modules:
 - `recsys_lib.sagemaker.local`: The `sagemaker-local` profile: lay out the SageMaker container contract in a temporary folder, run the real entrypoint in a subprocess with the environment SageMaker sets, and collect its outputs the way the cloud path does after downloading them.
 - `recsys_lib.sagemaker.schedule`: `recsys schedule NOTEBOOK --cron "0 3 * * *"`: a SageMaker Pipeline that wraps the notebook's job, started by an EventBridge Scheduler schedule; on the local profile, the crontab line that runs `recsys run`.
 - `recsys_lib.sasrec`: Self-attentive sequential recommendation (Kang & McAuley 2018) trained with full-catalogue cross-entropy (SASRec+, Klenitskiy & Vasilev 2023), as a PyTorch Lightning model behind the common `Recommender` interface.
+- `recsys_lib.settings`: Runtime profiles from `settings.ini`: typed keys, one section per profile, environment overrides, resolved once per command into a `Settings` object that is passed down.
 - `recsys_lib.spark.als`: Spark MLlib's implicit-feedback ALS behind the recsys_lib model vocabulary: fit on a Spark DataFrame, top-K in Spark with seen items removed by an anti-join and ties broken by item, checksummed Parquet artifacts, and a conversion to the local `ALS` when the factors fit in one process.
 - `recsys_lib.spark.data`: The interaction contract of `recsys_lib.data` on PySpark DataFrames: the same validation rules and error messages, the same id codes, the same filters and splits, and a guarded way back to pandas `Interactions`.
 - `recsys_lib.spark.metrics`: The metrics of `recsys_lib.metrics` (precision, recall, NDCG, MAP, MRR, hit rate, coverage, novelty, ARP) on Spark DataFrames: the same definitions, names and errors, computed with joins, windows and aggregations.

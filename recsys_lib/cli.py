@@ -67,7 +67,7 @@ def demo_flow(preset:str='small', # synthetic preset the pipelines train on
               registered_model:str='recsys-demo', # registry entry used by the demo
               profile:str|None=None)->dict: # where the outputs are
     "Run train -> promote -> train -> evaluate -> promote -> batch inference -> monitor through the pipelines."
-    from recsys_lib.core import load_settings
+    from recsys_lib.settings import load_settings
     from recsys_lib.pipeline import promote_version, published_dir
     from recsys_lib.tracking import ui_command
     settings = load_settings(profile)

@@ -1,5 +1,4 @@
-"""Runtime settings from `settings.ini` (typed keys, one section per profile, environment overrides), the error
-classes, atomic writes of files and folders, and content fingerprints shared by every module.
+"""The error classes, atomic writes of files and folders, and content fingerprints shared by every module.
 
 Docs: https://recsys-lib.github.io/recsys_lib/core.html.md"""
 
@@ -7,18 +6,15 @@ Docs: https://recsys-lib.github.io/recsys_lib/core.html.md"""
 
 # %% ../nbs/00_core.ipynb #ddcb41f5
 from __future__ import annotations
-import configparser, contextlib, functools, glob, hashlib, json, os, shutil, tempfile
-from dataclasses import dataclass, field
+import contextlib, glob, hashlib, json, os, shutil, tempfile
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 # %% auto #0
-__all__ = ['SETTINGS_KEYS', 'MLFLOW_SERVER_SCHEMES', 'BACKENDS', 'BACKEND_KEYS', 'GiB', 'RecsysError', 'ConfigError', 'DataError',
-           'DestinationError', 'is_mlflow_server', 'find_settings', 'Settings', 'load_settings', 'atomic_path',
-           'json_marker', 'write_json', 'sha256_file', 'frame_fingerprint', 'available_memory', 'MemoryBudgetError',
-           'memory_limit_gib', 'check_memory']
+__all__ = ['RecsysError', 'ConfigError', 'DataError', 'DestinationError', 'atomic_path', 'json_marker', 'write_json',
+           'sha256_file', 'frame_fingerprint']
 
 # %% ../nbs/00_core.ipynb #f75c98a2
 class RecsysError(Exception):
@@ -33,151 +29,6 @@ class DataError(RecsysError, ValueError):
 class DestinationError(RecsysError, OSError):
     "A write's destination cannot be used: a folder of other files that replacing would delete, or a file where a folder goes."
 
-
-# %% ../nbs/00_core.ipynb #9f73b327
-SETTINGS_KEYS = {
-    'backend': ('str', "Where pipelines run: local, sagemaker or sagemaker-local"),
-    'data_dir': ('path', "Root of the data store: cached and generated datasets"),
-    'runs_dir': ('path', "Each pipeline run gets its own folder here"),
-    'tracking_uri': ('uri', "MLflow tracking store"),
-    'registry_uri': ('uri', "MLflow model registry store"),
-    'artifact_dir': ('path', "MLflow artifact store for runs and models"),
-    'seed': ('int', "Seed for random steps that are not given one explicitly"),
-    'kernel': ('str', "Jupyter kernel that pipeline notebooks run on"),
-    'secret_params': ('list', "Notebook parameters that are secrets, on top of those annotated `Secret`"),
-    'gate_primary_metric': ('str', "Metric on which a challenger must be significantly better to be promoted"),
-    'gate_max_ndcg_drop': ('float', "Largest drop in NDCG@10 a challenger may show against the champion"),
-    'gate_max_recall_drop': ('float', "Largest drop in Recall@10 a challenger may show against the champion"),
-    'gate_max_coverage_drop': ('float', "Largest drop in catalogue coverage a challenger may show against the champion"),
-    'spark_master': ('str', "Spark master of `engine='spark'` steps: local[*], or a cluster's (yarn, spark://...)"),
-    'spark_driver_memory': ('str', "Spark driver memory, e.g. 4g"),
-    'spark_executor_memory': ('str', "Spark executor memory, e.g. 4g"),
-    'spark_shuffle_partitions': ('int', "spark.sql.shuffle.partitions"),
-    'spark_conf': ('list?', "extra Spark settings as key=value, comma-separated"),
-    'memory_limit_gib': ('float?', "Most GiB one big allocation of a model may take; empty: what is available"),
-}
-
-MLFLOW_SERVER_SCHEMES = ('http', 'https', 'databricks', 'databricks-uc', 'uc') # MLflow stores reached over the network
-
-def is_mlflow_server(uri)->bool:
-    "Whether an MLflow store URI names a server, rather than a file or folder on this machine."
-    return str(uri or '').split(':', 1)[0].lower() in MLFLOW_SERVER_SCHEMES
-
-# %% ../nbs/00_core.ipynb #63ee60a4
-BACKENDS = ('local', 'sagemaker', 'sagemaker-local')
-BACKEND_KEYS = {
-    'sagemaker': {
-        'region': ('str', "AWS region of the jobs"),
-        'role_arn': ('str', "IAM execution role the jobs run as"),
-        's3_prefix': ('str', "s3://bucket/prefix where code, data and outputs are staged"),
-        'instance_type': ('str', "training / processing instance type, e.g. ml.g5.xlarge"),
-        'instance_count': ('int', "instances per job; > 1 trains SASRec with DDP across hosts"),
-        'volume_gb': ('int', "EBS volume per instance"),
-        'max_runtime_s': ('int', "stopping condition: longest a job may run"),
-        'use_spot': ('bool', "managed spot training"),
-        'checkpoint_s3_uri': ('str?', "where spot jobs keep checkpoints (required with use_spot)"),
-        'image_uri': ('str?', "training image; empty: the PyTorch image of framework_version"),
-        'framework_version': ('str', "PyTorch framework version of the image"),
-        'py_version': ('str', "Python version tag of the image, e.g. py311"),
-        'subnets': ('list?', "VPC subnets (optional)"),
-        'security_groups': ('list?', "VPC security groups (optional)"),
-        'kms_key': ('str?', "KMS key for volumes and outputs (optional)"),
-        'tags': ('list?', "key=value tags put on every job"),
-        'scheduler_role_arn': ('str?', "role EventBridge Scheduler assumes to start scheduled pipelines; required by recsys schedule (never role_arn)"),
-    },
-}
-BACKEND_KEYS['sagemaker-local'] = BACKEND_KEYS['sagemaker']
-
-# %% ../nbs/00_core.ipynb #22355759
-def _parse_bool(s):
-    v = s.strip().lower()
-    if v in ('1', 'true', 'yes', 'on'): return True
-    if v in ('0', 'false', 'no', 'off'): return False
-    raise ValueError(f"{s!r} is not a boolean")
-
-def _parse_value(kind, raw, root):
-    "Convert the string `raw` to `kind` (`kind?`: empty means None); relative paths resolve against `root`."
-    raw = raw.strip()
-    if kind.endswith('?'):
-        if not raw: return None
-        kind = kind[:-1]
-    if kind == 'int': return int(raw)
-    if kind == 'float': return float(raw)
-    if kind == 'bool': return _parse_bool(raw)
-    if kind == 'list': return [v.strip() for v in raw.split(',') if v.strip()]
-    if kind == 'path':
-        if not raw: raise ValueError("empty path")
-        p = Path(raw).expanduser()
-        return p if p.is_absolute() else (root/p).resolve()
-    if kind == 'uri':
-        if raw.startswith('sqlite:///') and not raw.startswith('sqlite:////'):
-            return 'sqlite:///' + str((root/raw[len('sqlite:///'):]).resolve())
-        if not raw: raise ValueError("empty URI")
-        return raw
-    return raw
-
-# %% ../nbs/00_core.ipynb #a2e4bafe
-def find_settings(start:Path|str|None=None, # folder to search upwards from (default: current directory)
-                 )->Path: # the settings file
-    "The settings file: `$RECSYS_SETTINGS`, else the first `settings.ini` in `start` or its parents."
-    if env := os.environ.get('RECSYS_SETTINGS'):
-        p = Path(env).expanduser()
-        if not p.is_file(): raise ConfigError(f"RECSYS_SETTINGS points to {p}, which is not a file")
-        return p.resolve()
-    start = Path(start or Path.cwd()).resolve()
-    for d in [start, *start.parents]:
-        if (d/'settings.ini').is_file(): return d/'settings.ini'
-    raise ConfigError(f"no settings.ini found in {start} or any parent folder; "
-                      "create one (see the project's settings.ini) or set RECSYS_SETTINGS to its path")
-
-# %% ../nbs/00_core.ipynb #49d3a888
-@dataclass(frozen=True)
-class Settings:
-    "The typed values of one profile of a settings file; attribute access by key."
-    profile: str
-    source: Path
-    values: dict = field(repr=False)
-    def __getattr__(self, key):
-        try: return self.__dict__['values'][key]
-        except KeyError: raise AttributeError(f"no setting {key!r}; known: {', '.join(sorted(self.values))}") from None
-    def __getitem__(self, key): return getattr(self, key)
-
-# %% ../nbs/00_core.ipynb #f5904914
-def _env_prefix(profile:str)->str: return f"RECSYS_{profile.upper().replace('-', '_')}_"
-
-def load_settings(profile:str|None=None, # section of the file; default `$RECSYS_PROFILE` or 'local'
-                  path:Path|str|None=None, # settings file; default found by `find_settings`
-                 )->Settings:
-    "Read, type-check and environment-override one profile of `settings.ini`."
-    profile = profile or os.environ.get('RECSYS_PROFILE', 'local')
-    path = Path(path).resolve() if path else find_settings()
-    cp = configparser.ConfigParser(interpolation=None)
-    try:
-        with open(path) as f: cp.read_file(f)
-    except FileNotFoundError: raise ConfigError(f"settings file {path} does not exist") from None
-    except configparser.Error as e: raise ConfigError(f"{path} is not a valid settings file: {e}") from None
-    if profile not in cp:
-        raise ConfigError(f"profile [{profile}] is not in {path}; profiles there: {', '.join(cp.sections()) or 'none'}")
-    section, prefix = cp[profile], _env_prefix(profile)
-    backend = os.environ.get(prefix + 'BACKEND', section.get('backend', 'local')).strip()
-    if backend not in BACKENDS: raise ConfigError(f"setting 'backend' of [{profile}] in {path} is {backend!r}; expected one of {', '.join(BACKENDS)}")
-    schema = {**SETTINGS_KEYS, **BACKEND_KEYS.get(backend, {})}
-    longer = [_env_prefix(p) for p in cp.sections() if _env_prefix(p).startswith(prefix) and p != profile]
-    unknown = sorted(set(section) - set(schema))
-    unknown += sorted(k for k in os.environ if k.startswith(prefix) and not any(k.startswith(l) for l in longer)
-                      and k[len(prefix):].lower() not in schema)
-    if unknown:
-        raise ConfigError(f"unknown setting(s) {', '.join(unknown)} for profile [{profile}] (backend {backend}) in {path}; "
-                          f"known keys: {', '.join(schema)}")
-    values = {}
-    for key, (kind, _) in schema.items():
-        env = prefix + key.upper()
-        origin = f"environment variable {env}" if env in os.environ else f"[{profile}] of {path}"
-        raw = os.environ.get(env, section.get(key, '' if kind.endswith('?') else None))
-        if raw is None: raise ConfigError(f"setting {key!r} ({kind}) is missing from [{profile}] of {path}")
-        try: values[key] = _parse_value(kind, raw, path.parent)
-        except ValueError as e: raise ConfigError(f"setting {key!r} from {origin}: expected {kind}, got {raw!r} ({e})") from None
-    return Settings(profile, path, values)
 
 # %% ../nbs/00_core.ipynb #df2bcfb8
 def _umask()->int:
@@ -270,110 +121,3 @@ def frame_fingerprint(df:pd.DataFrame)->str:
     h = hashlib.sha256(json.dumps([[str(c), str(t)] for c, t in df.dtypes.items()]).encode())
     h.update(pd.util.hash_pandas_object(df, index=False).to_numpy().tobytes())
     return h.hexdigest()
-
-# %% ../nbs/00_core.ipynb #bb722a85
-GiB = 2**30
-
-def _meminfo_available()->int|None:
-    "The system's MemAvailable in bytes (or the free pages where /proc is missing); None when unknown."
-    try:
-        for line in Path('/proc/meminfo').read_text().splitlines():
-            if line.startswith('MemAvailable:'): return int(line.split()[1]) * 1024
-    except (OSError, ValueError, IndexError): pass
-    try: return os.sysconf('SC_AVPHYS_PAGES') * os.sysconf('SC_PAGE_SIZE')
-    except (ValueError, OSError, AttributeError): return None
-
-def _read_int(path:Path)->int|None:
-    try: return int(path.read_text().strip())
-    except (OSError, ValueError): return None  # 'max' (no limit), or not there
-
-def _stat_value(path:Path, key:str)->int:
-    try: return next((int(l.split()[1]) for l in path.read_text().splitlines() if l.split()[:1] == [key]), 0)
-    except (OSError, ValueError, IndexError): return 0
-
-def _cgroup_headroom(proc_cgroup:Path|str='/proc/self/cgroup', # this process's cgroup membership
-                     root:Path|str='/sys/fs/cgroup', # where the cgroup file systems are mounted
-                    )->int|None: # bytes; None when no level of the hierarchy sets a memory limit
-    "Smallest limit minus usage over this process's memory cgroup and its ancestors (v2 and v1); page cache that can be reclaimed counts as free."
-    try: lines = Path(proc_cgroup).read_text().splitlines()
-    except OSError: return None
-    root, room = Path(root), []
-    for line in lines:
-        _, controllers, path = (line.split(':', 2) + ['', ''])[:3]
-        if controllers == '': mounts = [(root, 'memory.max', 'memory.current', 'inactive_file'),
-                                        (root/'unified', 'memory.max', 'memory.current', 'inactive_file')]
-        elif 'memory' in controllers.split(','): mounts = [(root/'memory', 'memory.limit_in_bytes', 'memory.usage_in_bytes', 'total_inactive_file')]
-        else: continue
-        rel = Path(path.strip().lstrip('/'))
-        for mount, limit_file, usage_file, cache_key in mounts:
-            # without a cgroup namespace the path is relative to the hierarchy's root, with one the mount is the group itself
-            for d in dict.fromkeys([rel, *rel.parents]):
-                limit, usage = _read_int(mount/d/limit_file), _read_int(mount/d/usage_file)
-                if limit is None or usage is None or limit >= 1 << 60: continue  # v1 writes 'no limit' as a huge number
-                room.append(limit - max(usage - _stat_value(mount/d/'memory.stat', cache_key), 0))
-    return max(min(room), 0) if room else None
-
-def _address_space_headroom()->int|None:
-    "RLIMIT_AS minus the process's current virtual size; None without such a limit."
-    try:
-        import resource
-        soft, _ = resource.getrlimit(resource.RLIMIT_AS)
-        if soft == resource.RLIM_INFINITY: return None
-        size = next(int(l.split()[1]) * 1024 for l in Path('/proc/self/status').read_text().splitlines() if l.startswith('VmSize:'))
-    except (ImportError, OSError, ValueError, StopIteration): return None
-    return max(soft - size, 0)
-
-def _available_by_bound()->dict:
-    "Bytes this process can still allocate under each bound that is known, by what a message calls it."
-    bounds = {'': _meminfo_available(), " under the container's memory limit (cgroup)": _cgroup_headroom(),
-              ' under the address-space limit (ulimit -v)': _address_space_headroom()}
-    return {k: v for k, v in bounds.items() if v is not None}
-
-def available_memory()->int|None:
-    "Bytes this process can still allocate: the least of MemAvailable, its cgroup's headroom and its address-space headroom; None when unknown."
-    return min(_available_by_bound().values(), default=None)
-
-# %% ../nbs/00_core.ipynb #57100b30
-class MemoryBudgetError(RecsysError, MemoryError):
-    "A step would need more memory than is available (or than `memory_limit_gib` allows); raised before it allocates."
-
-@functools.lru_cache(maxsize=8)
-def _configured_limit(path:Path, mtime_ns:int, profile:str, env_value:str|None)->float|None:
-    return load_settings(profile, path).memory_limit_gib  # the file's stamp and the override are the cache key
-
-def memory_limit_gib(profile:str|None=None, # default `$RECSYS_PROFILE` or 'local'
-                    )->float|None: # None: no limit configured
-    "The `memory_limit_gib` setting: `$RECSYS_<PROFILE>_MEMORY_LIMIT_GIB`, else settings.ini; without a settings file, the variable alone."
-    profile = profile or os.environ.get('RECSYS_PROFILE', 'local')
-    env = _env_prefix(profile) + 'MEMORY_LIMIT_GIB'
-    try: path = find_settings()
-    except ConfigError:
-        if os.environ.get('RECSYS_SETTINGS'): raise  # pointed at a file that is not there: say so
-        path = None
-    if path is None:
-        try: value = _parse_value('float?', os.environ.get(env, ''), Path.cwd())
-        except ValueError as e: raise ConfigError(f"setting 'memory_limit_gib' from environment variable {env}: expected float?, got {os.environ[env]!r} ({e})") from None
-    else: value = _configured_limit(path, path.stat().st_mtime_ns, profile, os.environ.get(env))
-    if value is not None and not value > 0:
-        raise ConfigError(f"setting 'memory_limit_gib' is {value}; expected a positive number of GiB, or empty for no limit")
-    return value
-
-def _gib(n:float)->str: return f"{n / GiB:.2f}" if n >= 0.1 * GiB else f"{n / GiB:.2g}"
-
-def check_memory(needed:int, # bytes the step is estimated to need at its peak
-                 what:str, # the step, e.g. 'EASE on 30,000 items (an items x items float32 matrix)'
-                 alternatives:str, # what to do instead, e.g. 'use ItemKNN or ALS'
-                 limit_gib:float|None=None, # overrides the `memory_limit_gib` setting
-                 available:int|None=None, # bytes free where the allocation goes; default `available_memory()`
-                )->int|None: # the budget in bytes (None: unknown), for callers that size their blocks from it
-    "Raise `MemoryBudgetError` if `needed` bytes exceed the budget (available memory, `memory_limit_gib`); else return the budget."
-    limit_gib = memory_limit_gib() if limit_gib is None else limit_gib
-    bound = ''
-    if available is None and (bounds := _available_by_bound()): bound, available = min(bounds.items(), key=lambda kv: kv[1])
-    known = [v for v in (available, None if limit_gib is None else int(limit_gib * GiB)) if v is not None]
-    budget = min(known) if known else None
-    if budget is None or needed <= budget: return budget
-    have = f"{_gib(available)} GiB available{bound}" if available is not None else "available memory unknown"
-    limit = f", memory_limit_gib = {limit_gib:g}" if limit_gib is not None else ""
-    raise MemoryBudgetError(f"{what} needs about {_gib(needed)} GiB, more than the {_gib(budget)} GiB it may use "
-                            f"({have}{limit}); {alternatives}")

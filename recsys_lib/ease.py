@@ -11,7 +11,8 @@ import numpy as np
 import scipy.linalg
 import scipy.sparse as sp
 
-from .core import DataError, check_memory
+from .core import DataError
+from .memory import check_memory
 from .models import Recommender
 
 # %% auto #0

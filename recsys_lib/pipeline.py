@@ -15,7 +15,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .core import DataError, RecsysError, atomic_path, json_marker, load_settings, write_json
+from .core import DataError, RecsysError, atomic_path, json_marker, write_json
+from .settings import load_settings
 from .data import READ_OPTIONS, Interactions, read_ids, read_interactions
 from .split import Split, leave_last_out, random_split, temporal_split
 from .synthetic import SYNTHETIC_PRESETS, write_synthetic

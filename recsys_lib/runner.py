@@ -16,7 +16,8 @@ from pathlib import Path
 import pandas as pd
 
 import recsys_lib
-from .core import ConfigError, DataError, RecsysError, atomic_path, frame_fingerprint, load_settings, sha256_file, write_json
+from .core import ConfigError, DataError, RecsysError, atomic_path, frame_fingerprint, sha256_file, write_json
+from .settings import load_settings
 from .params import (ParamError, check_params, notebook_params, read_params_file, redact, secret_env_var)
 
 log = logging.getLogger(__name__)

@@ -21,7 +21,8 @@ from pytorch_lightning.callbacks import Callback, Checkpoint, EarlyStopping, Mod
 from pytorch_lightning.plugins.environments import ClusterEnvironment
 from pytorch_lightning.strategies import DDPStrategy
 
-from .core import ConfigError, DataError, check_memory, sha256_file, write_json
+from .core import ConfigError, DataError, sha256_file, write_json
+from .memory import check_memory
 from .data import Interactions, Sequences
 from .models import Recommender
 from .runner import RUN_DIR_ENV

@@ -16,7 +16,8 @@ from urllib.parse import urlsplit, urlunsplit
 import pandas as pd
 
 import recsys_lib
-from .core import DataError, RecsysError, Settings, is_mlflow_server, load_settings, sha256_file, write_json
+from .core import DataError, RecsysError, sha256_file, write_json
+from .settings import Settings, is_mlflow_server, load_settings
 from .models import ArtifactError, Recommender, load_model, read_manifest
 from .params import MLFLOW_PARAM_VALUE_MAX
 

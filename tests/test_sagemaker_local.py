@@ -317,7 +317,7 @@ def test_every_pipeline_notebook_runs_as_a_job_in_the_isolated_environment(serve
 def test_the_job_environment_holds_what_job_sh_installs_pinned_and_needs_no_index_once_built(sm_env, tmp_path):
     "The cached job environment: the packages job.sh installed at the staged pins, none of this machine's dev tools; a rerun installs offline."
     import os
-    from recsys_lib.core import load_settings
+    from recsys_lib.settings import load_settings
     from recsys_lib.sagemaker.cloud import build_wheel, stage_code
     from recsys_lib.sagemaker.local import container_environment, job_python
     code = stage_code(ROOT/'pipelines'/'train.ipynb', load_settings('sagemaker-local'), build_wheel(tmp_path/'dist'), tmp_path/'code')

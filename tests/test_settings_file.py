@@ -1,7 +1,7 @@
 "The project's own settings.ini: every profile loads, every key is documented in the file."
 import configparser, os, re
 
-from recsys_lib.core import BACKEND_KEYS, SETTINGS_KEYS, load_settings
+from recsys_lib.settings import BACKEND_KEYS, SETTINGS_KEYS, load_settings
 
 from conftest import ROOT
 

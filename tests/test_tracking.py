@@ -10,7 +10,8 @@ from conftest import ROOT, mlflow_server
 mlflow = pytest.importorskip('mlflow')
 from mlflow import MlflowClient
 
-from recsys_lib.core import load_settings, write_json
+from recsys_lib.core import write_json
+from recsys_lib.settings import load_settings
 from recsys_lib.data import Interactions
 from recsys_lib.models import ArtifactError, Popularity
 from recsys_lib import tracking as T

@@ -12,7 +12,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
-from ..core import ConfigError, RecsysError, Settings, load_settings
+from ..core import ConfigError, RecsysError
+from ..settings import Settings, load_settings
 from ..params import ParamError, check_params, notebook_params, secret_env_var
 from .local import CHANNEL_NAME, RESERVED_CHANNELS, JobResult, check_registry_reach, collect_job, encode_hyperparameters, job_settings, stage_path_params
 

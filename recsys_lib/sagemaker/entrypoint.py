@@ -11,7 +11,8 @@ import argparse, configparser, json, logging, os, re, shutil, signal, sys, threa
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..core import ConfigError, RecsysError, _env_prefix, find_settings, is_mlflow_server, write_json
+from ..core import ConfigError, RecsysError, write_json
+from ..settings import env_prefix, find_settings, is_mlflow_server
 
 log = logging.getLogger(__name__)
 
@@ -121,7 +122,7 @@ def contain_stores(profile:str, work_dir:Path, environ:dict|None=None,
     "Point `profile`'s stores into `work_dir` through its environment overrides, its MLflow stores at `source`'s server if it has one; returns the variables set."
     env = os.environ if environ is None else environ
     db = f"sqlite:///{work_dir/'mlflow.db'}"
-    p = _env_prefix(profile)
+    p = env_prefix(profile)
     values = {p + 'DATA_DIR': str(work_dir/'data'), p + 'RUNS_DIR': str(work_dir/'runs'), p + 'ARTIFACT_DIR': str(work_dir/'mlartifacts')}
     for key in ('tracking_uri', 'registry_uri'):
         uri = (source or {}).get(key)

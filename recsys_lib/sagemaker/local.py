@@ -14,7 +14,8 @@ from datetime import datetime, timezone
 from importlib import metadata
 from pathlib import Path
 
-from ..core import ConfigError, RecsysError, find_settings, is_mlflow_server, load_settings, write_json
+from ..core import ConfigError, RecsysError, write_json
+from ..settings import find_settings, is_mlflow_server, load_settings
 from ..models import ArtifactError
 from ..params import ParamError, notebook_params, secret_env_var
 from .entrypoint import DEFAULT_ROOT, ROOT_ENV, ContainerPaths, submitted_stores

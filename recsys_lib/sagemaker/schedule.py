@@ -11,7 +11,8 @@ import json, logging, os, re, shlex, sys, tempfile
 from datetime import timezone
 from pathlib import Path
 
-from ..core import ConfigError, RecsysError, load_settings
+from ..core import ConfigError, RecsysError
+from ..settings import load_settings
 from ..params import ParamError
 from .local import channel_ref, local_path, path_param_source
 from .cloud import AwsClients, aws_errors, base_job_name, create_job, prepare_sdk, s3_split, stage_job

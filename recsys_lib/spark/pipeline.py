@@ -13,7 +13,8 @@ from pathlib import Path
 import pandas as pd
 from pyspark.sql import DataFrame, functions as F, types as T
 
-from ..core import DataError, atomic_path, json_marker, load_settings, write_json
+from ..core import DataError, atomic_path, json_marker, write_json
+from ..settings import load_settings
 from ..evaluation import Evaluation, _segment_args, _segments
 from ..metrics import _as_ks
 from ..models import Recommender, model_class

@@ -9,7 +9,8 @@ Docs: https://recsys-lib.github.io/recsys_lib/spark.html.md"""
 from __future__ import annotations
 import logging, os, shutil, subprocess, sys, warnings
 
-from ..core import ConfigError, RecsysError, Settings, load_settings
+from ..core import ConfigError, RecsysError
+from ..settings import Settings, load_settings
 
 log = logging.getLogger(__name__)
 

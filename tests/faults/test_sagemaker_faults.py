@@ -9,7 +9,7 @@ import pytest
 from botocore.awsrequest import AWSResponse
 
 from recsys_lib import tracking
-from recsys_lib.core import load_settings
+from recsys_lib.settings import load_settings
 from recsys_lib.params import new_notebook
 from recsys_lib.sagemaker import cloud
 from recsys_lib.sagemaker.cloud import AwsClients, AwsError, SubmittedJob, attach_job, aws_errors, submit_job, wait_for_job
