@@ -66,9 +66,11 @@ test-nbs: install
 test-py: install
 	$(BIN)/pytest
 
+# Only the notebooks that hold `slow` or `spark` cells run again with those flags: the rest ran in test-nbs.
+FLAGGED_NBS = $(shell grep -l '"\#| \(slow\|spark\)' nbs/*.ipynb | xargs -n1 basename | paste -sd'|')
 test-slow: install
-	$(BIN)/nbdev-test --n-workers 2 --flags "slow spark"
-	$(BIN)/pytest -m "slow or spark_heavy"
+	$(BIN)/nbdev-test --n-workers 2 --flags "slow spark" --file-re '^($(FLAGGED_NBS))$$'
+	$(BIN)/pytest -m "slow or spark_heavy" --durations=10
 
 # The quickstart in a real JupyterLab, driven by Playwright in Debian's Chromium (no browser download).
 test-browser: install $(LAB_OVERRIDES)

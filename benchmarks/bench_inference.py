@@ -1,6 +1,6 @@
 """Batch inference: users/s of EASE top-10 over the whole catalogue, against the bare lower bound, and peak memory.
 
-    .venv/bin/python benchmarks/bench_inference.py [--users 1000000] [--items 10000] [--batch-size 4096]
+    .venv/bin/python benchmarks/bench_inference.py [--users 1000000] [--items 10000] [--block-users 4096]
 
 Data: `--users` users x `--items` items, 8 interactions per user drawn from a Zipf(1) popularity (seeded). EASE
 (l2=500, float32) is fit on it; fitting is not timed. Then, side by side on the same model and the same blocks of
@@ -43,10 +43,10 @@ def make_interactions(n_users, n_items, per_user=8, seed=0) -> Interactions:
     return Interactions.from_df(df)
 
 
-def lower_bound(model, users, k, batch_size):
+def lower_bound(model, users, k, block_users):
     "Score blocks and take the top k of each: nothing else."
-    for s in range(0, len(users), batch_size):
-        scores = model.seen_[users[s:s + batch_size]] @ model.weights_
+    for s in range(0, len(users), block_users):
+        scores = model.seen_[users[s:s + block_users]] @ model.weights_
         m = scores.shape[1]
         top = np.argpartition(scores, m - k, axis=1)[:, m - k:]
         np.take_along_axis(top, np.argsort(-np.take_along_axis(scores, top, 1), axis=1), 1)
@@ -65,7 +65,7 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     ap.add_argument('--users', type=int, default=1_000_000)
     ap.add_argument('--items', type=int, default=10_000)
-    ap.add_argument('--batch-size', type=int, default=4096)
+    ap.add_argument('--block-users', type=int, default=4096)
     ap.add_argument('--k', type=int, default=10)
     ap.add_argument('--repeats', type=int, default=3, help="timed runs of each, alternating; the median is reported")
     a = ap.parse_args()
@@ -78,10 +78,10 @@ def main():
     print(f"EASE fit: {time.perf_counter() - t0:.1f} s (not part of the comparison)")
     users = np.arange(a.users)
     out = SCRATCH/'bench_inference'
-    run = lambda ids=None: batch_recommend(model, out, users=ids, k=a.k, batch_size=a.batch_size, progress=False)
+    run = lambda ids=None: batch_recommend(model, out, users=ids, k=a.k, block_users=a.block_users, progress=False)
     ours, bound = [], []
     for _ in range(a.repeats):
-        ours.append(timed(run)); bound.append(timed(lambda: lower_bound(model, users, a.k, a.batch_size)))
+        ours.append(timed(run)); bound.append(timed(lambda: lower_bound(model, users, a.k, a.block_users)))
     t_ours, t_bound = statistics.median(ours), statistics.median(bound)
     small = model.user_map_.ids[:a.users // 10]
     mem_small, mem_all = peak_mib(lambda: run(small)), peak_mib(run)

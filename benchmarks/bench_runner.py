@@ -31,7 +31,7 @@ ROOT = Path(__file__).resolve().parents[1]
 RECSYS = Path(sys.executable).parent/'recsys'   # the console script of the environment running this file
 PARAMS = "n: int = 10_000  # items to sum\nscale: float = 1.0  # factor"
 CELLS = ("total = sum(range(n)) * scale",
-         "from recsys_lib.runner import log_metrics\nlog_metrics({'total': total})")
+         "from recsys_lib.record import log_metrics\nlog_metrics({'total': total})")
 
 
 def timed(fn) -> float:

@@ -39,8 +39,9 @@ def main():
     isolate(store)
     from tqdm.auto import tqdm
     from recsys_lib.pipeline import register_run
-    from recsys_lib.runner import list_runs, run_notebook
-    from recsys_lib.tracking import load_registered_model
+    from recsys_lib.runner import run_notebook
+    from recsys_lib.runs import list_runs
+    from recsys_lib.registry import load_registered_model
     import mlflow
 
     params = {'preset': 'tiny', 'model': args.model, 'registered_model': 'soak'}

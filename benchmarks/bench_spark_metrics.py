@@ -1,4 +1,4 @@
-"""Top-K metrics on Spark: recsys_lib.spark.metrics.spark_calc_metrics against the local recsys_lib.metrics.calc_metrics.
+"""Top-K metrics on Spark: recsys_lib.spark.metrics.calc_metrics_spark against the local recsys_lib.metrics.calc_metrics.
 
     .venv/bin/python benchmarks/bench_spark_metrics.py [--quick] [--master local[2]] [--repeats 3] [--no-train]
 
@@ -63,7 +63,7 @@ def main():
     os.environ['RECSYS_LOCAL_SPARK_MASTER'] = a.master       # settings.ini override read by spark_session()
     if a.driver_memory: os.environ['RECSYS_LOCAL_SPARK_DRIVER_MEMORY'] = a.driver_memory
     from recsys_lib.spark.session import spark_session
-    from recsys_lib.spark.metrics import spark_calc_metrics
+    from recsys_lib.spark.metrics import calc_metrics_spark
 
     t0 = time.perf_counter()
     truth, train, reco = make_data(n_users=a.users, n_items=a.items, n_truth=a.rows, n_train=a.rows, k=a.k)
@@ -80,10 +80,10 @@ def main():
               f"pandas {pd.__version__}, Spark {spark.version} on {spark.sparkContext.master}, "
               f"driver memory {spark.conf.get('spark.driver.memory', '?')}, shuffle partitions "
               f"{spark.conf.get('spark.sql.shuffle.partitions')}; load average {os.getloadavg()[0]:.1f} at start")
-        t0 = time.perf_counter(); spark_calc_metrics(S['reco'], S['truth'], k=a.k, train=S['train'])   # JIT warm-up
+        t0 = time.perf_counter(); calc_metrics_spark(S['reco'], S['truth'], k=a.k, train=S['train'])   # JIT warm-up
         print(f"first Spark call (warm-up, not timed below): {time.perf_counter() - t0:.1f} s")
         loc_t, loc, loc_mem, _ = measure(lambda: calc_metrics(reco, truth, k=a.k, train=train), a.repeats)
-        sp_t, sp, sp_mem, sp_jvm = measure(lambda: spark_calc_metrics(S['reco'], S['truth'], k=a.k, train=S['train']), a.repeats, spark)
+        sp_t, sp, sp_mem, sp_jvm = measure(lambda: calc_metrics_spark(S['reco'], S['truth'], k=a.k, train=S['train']), a.repeats, spark)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     cmp = pd.DataFrame({'local': loc, 'spark': sp, 'abs diff': (sp - loc).abs()})
@@ -92,7 +92,7 @@ def main():
     print(f"values equal to 1e-9 on every metric: {close}")
     print(f"{'':22}{'median s':>10}{'repeats':>9}{'py peak MiB':>13}{'JVM heap peak MiB':>19}{'vs local':>10}")
     print(f"{'calc_metrics (local)':22}{loc_t:10.3f}{a.repeats:9d}{loc_mem / 2**20:13.1f}{'-':>19}{1:9.0f}x")
-    print(f"{'spark_calc_metrics':22}{sp_t:10.3f}{a.repeats:9d}{sp_mem / 2**20:13.1f}{sp_jvm / 2**20:19.0f}{sp_t / loc_t:9.0f}x")
+    print(f"{'calc_metrics_spark':22}{sp_t:10.3f}{a.repeats:9d}{sp_mem / 2**20:13.1f}{sp_jvm / 2**20:19.0f}{sp_t / loc_t:9.0f}x")
     print(f"load average {os.getloadavg()[0]:.1f} at end")
 
 

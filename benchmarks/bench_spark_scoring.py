@@ -1,4 +1,4 @@
-"""Distributed batch scoring: `spark_batch_recommend` on a local Spark against the single-process `batch_recommend`.
+"""Distributed batch scoring: `batch_recommend_spark` on a local Spark against the single-process `batch_recommend`.
 
     .venv/bin/python benchmarks/bench_spark_scoring.py [--users 1000000] [--items 10000] [--master 'local[2]']
     .venv/bin/python benchmarks/bench_spark_scoring.py --quick      # 50,000 users x 2,000 items, 1 repeat
@@ -12,8 +12,8 @@ on which users share a block, so the two outputs can be compared exactly.
 Each side runs in its own child process, so that peak RSS (VmHWM of /proc/self/status; `getrusage`'s ru_maxrss would
 carry over the parent's peak through fork and exec) is that of one side only:
 
-- local: `load_model` + `batch_recommend(model, dest, k, batch_size)` for every user, progress bar off;
-- spark: `spark_batch_recommend(model_dir, dest, k=k, batch_size=batch_size)` on a session built by `spark_session()`
+- local: `load_model` + `batch_recommend(model, dest, k, block_users)` for every user, progress bar off;
+- spark: `batch_recommend_spark(model_dir, dest, k=k, block_users=block_users)` on a session built by `spark_session()`
   with `RECSYS_LOCAL_SPARK_MASTER` = `--master` (default `local[2]`); the first run (Python workers start, model
   shipped and loaded) is reported apart from the median of the following runs. Besides the Python driver's peak RSS,
   a sampler thread (psutil, every 0.2 s) records the peak RSS of the JVM (driver and executors are one JVM in local
@@ -72,19 +72,20 @@ def child(a):
         res['times'] = []
         for _ in range(a.repeats):
             t0 = time.perf_counter()
-            batch_recommend(model, out, k=a.k, batch_size=a.batch_size, progress=False)
+            batch_recommend(model, out, k=a.k, block_users=a.block_users, progress=False)
             res['times'].append(time.perf_counter() - t0)
     else:
         sampler = Sampler(); sampler.start()
         import warnings; warnings.filterwarnings('ignore', message='PySpark does not yet fully support pandas')
-        from recsys_lib.spark.scoring import spark_batch_recommend
+        from recsys_lib.spark.scoring import batch_recommend_spark
+        from recsys_lib.settings import load_settings
         from recsys_lib.spark.session import spark_session
-        t0 = time.perf_counter(); spark = spark_session('local'); res['session_s'] = time.perf_counter() - t0
+        t0 = time.perf_counter(); spark = spark_session(load_settings('local')); res['session_s'] = time.perf_counter() - t0
         res['master'], res['rss_after_session_mib'] = spark.sparkContext.master, rss_peak_mib()
         res['times'] = []
         for _ in range(a.repeats + 1):  # the first run starts the Python workers and loads the model in each
             t0 = time.perf_counter()
-            m = spark_batch_recommend(a.model_dir, out, k=a.k, batch_size=a.batch_size, partitions=a.partitions, spark=spark)
+            m = batch_recommend_spark(a.model_dir, out, k=a.k, block_users=a.block_users, partitions=a.partitions, spark=spark)
             res['times'].append(time.perf_counter() - t0)
         res['partitions'], res['files'] = m['partitions'], len(m['files'])
         sampler.stop_.set(); sampler.join()
@@ -95,7 +96,7 @@ def child(a):
 
 def run_child(a, side, env=None) -> dict:
     cmd = [sys.executable, __file__, '--child', side, '--model-dir', str(a.model_dir), '--out', str(SCRATCH/f'out_{side}'),
-           '--k', str(a.k), '--batch-size', str(a.batch_size), '--repeats', str(a.repeats)]
+           '--k', str(a.k), '--block-users', str(a.block_users), '--repeats', str(a.repeats)]
     if a.partitions: cmd += ['--partitions', str(a.partitions)]
     r = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, **(env or {})})
     lines = [l for l in r.stdout.splitlines() if l.startswith('RESULT ')]
@@ -136,7 +137,7 @@ def main():
     ap.add_argument('--items', type=int, default=10_000)
     ap.add_argument('--per-user', type=int, default=8, help="mean interactions per user")
     ap.add_argument('--k', type=int, default=10)
-    ap.add_argument('--batch-size', type=int, default=4096)
+    ap.add_argument('--block-users', type=int, default=4096)
     ap.add_argument('--partitions', type=int, default=None, help="user hash partitions; default spark.sql.shuffle.partitions")
     ap.add_argument('--repeats', type=int, default=3, help="timed runs of each side; the median is reported")
     ap.add_argument('--master', default=os.environ.get('RECSYS_LOCAL_SPARK_MASTER', 'local[2]'))
@@ -157,11 +158,11 @@ def main():
     spark = run_child(a, 'spark', {'RECSYS_LOCAL_SPARK_MASTER': a.master})
     t_local, t_spark, first = statistics.median(local['times']), statistics.median(spark['times'][1:]), spark['times'][0]
     n = a.users
-    print(f"model folder: {size:.0f} MiB; {n:,} users x {a.items:,} items, top-{a.k}, batch {a.batch_size}; "
+    print(f"model folder: {size:.0f} MiB; {n:,} users x {a.items:,} items, top-{a.k}, blocks of {a.block_users} users; "
           f"spark master {spark['master']}, {spark['partitions']} partitions -> {spark['files']} files")
     print(f"{'':34}{'median s':>10}{'users/s':>12}{'driver peak RSS MiB':>22}")
     print(f"{'batch_recommend (1 process)':34}{t_local:10.2f}{n / t_local:12,.0f}{local['driver_peak_rss_mib']:22,.0f}")
-    print(f"{'spark_batch_recommend':34}{t_spark:10.2f}{n / t_spark:12,.0f}{spark['driver_peak_rss_mib']:22,.0f}")
+    print(f"{'batch_recommend_spark':34}{t_spark:10.2f}{n / t_spark:12,.0f}{spark['driver_peak_rss_mib']:22,.0f}")
     print(f"spark / local wall time: {t_spark / t_local:.2f} (speed-up {t_local / t_spark:.2f}x); "
           f"repeats {a.repeats}: local {[round(t, 2) for t in local['times']]}, spark {[round(t, 2) for t in spark['times'][1:]]}")
     print(f"spark first run (Python workers start, model shipped and loaded once per worker): {first:.2f} s; "

@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from .core import DataError
-from .models import Recommender
+from .models import Recommender, missing_extra_error
 
 # %% auto #0
 __all__ = ['ALS']
@@ -30,7 +30,10 @@ class ALS(Recommender):
 
     def _fit(self, train, valid):
         if self.factors < 1 or self.iterations < 1: raise DataError(f"factors={self.factors}, iterations={self.iterations}; expected both >= 1")
-        from implicit.cpu.als import AlternatingLeastSquares
+        try: from implicit.cpu.als import AlternatingLeastSquares
+        except ModuleNotFoundError as e:  # a plain `pip install recsys_lib` has no implicit
+            if (e.name or '').partition('.')[0] != 'implicit': raise
+            raise missing_extra_error('ALS', 'implicit') from None
         from threadpoolctl import threadpool_limits
         # implicit parallelises over users itself; a multithreaded BLAS underneath would oversubscribe the cores
         with threadpool_limits(1, 'blas'):

@@ -7,24 +7,32 @@ Docs: https://recsys-lib.github.io/recsys_lib/cli.html.md"""
 
 # %% ../nbs/10_cli.ipynb #d20551d4
 from __future__ import annotations
-import argparse, logging, signal, sys, threading, traceback
+import argparse, json, logging, signal, sys, threading, traceback
+from datetime import timezone
 from pathlib import Path
 
 import pandas as pd
 
 import recsys_lib
-from .core import RecsysError
+from .core import ConfigError, RecsysError
+from .settings import Settings, load_settings
+from .params import ParamError, notebook_params, read_params_file
 from .data import Interactions
 from .metrics import calc_metrics
 from .models import model_class
-from .runner import ParamParser, add_subcommands
-from .sagemaker.cloud import add_sagemaker_subcommands
-from .sagemaker.schedule import add_schedule_subcommand
 from .split import leave_last_out
 from .synthetic import SYNTHETIC_PRESETS, make_synthetic
+from .runner import RunInterrupted, rerun, run_notebook
+from .runs import list_runs, load_run, shorten, track_run
+from .sagemaker.cloud import SubmittedJob, attach_job, aws_errors, aws_image, image_context, job_kind, run_sagemaker_job
+from .sagemaker.local import run_local_job
+from .sagemaker.schedule import crontab_line, delete_schedule, list_schedules, schedule_job
+
+log = logging.getLogger(__name__)
 
 # %% auto #0
-__all__ = ['compare_models', 'demo_flow', 'build_parser', 'main']
+__all__ = ['log', 'RUNS_WIDTH', 'PARAM_FORMS', 'OPTIONS', 'compare_models', 'demo_flow', 'untracked_line', 'report_job',
+           'ParamAction', 'split_param_words', 'ParamParser', 'build_parser', 'main']
 
 # %% ../nbs/10_cli.ipynb #dae683c3
 def compare_models(preset:str='small', # a key of SYNTHETIC_PRESETS
@@ -51,11 +59,11 @@ def _compare(args):
     print(table.to_string(float_format=lambda v: f"{v:.4f}"))
 
 # %% ../nbs/10_cli.ipynb #36a35288
-def _step(title:str, notebook:Path, params:dict, profile)->Path:
-    from recsys_lib.runner import run_notebook, track_run
+def _step(title:str, notebook:Path, params:dict, settings:Settings)->Path:
+    "Run one pipeline notebook of the demo and log it, as `recsys run` does; RecsysError when it failed."
     print(f"\n== {title}")
-    res = run_notebook(notebook, params, profile=profile, progress=False)
-    tracked, untracked = track_run(res.run_dir, profile)   # as `recsys run` does: `recsys show` then names the MLflow run
+    res = run_notebook(notebook, params, settings, progress=False)
+    tracked, untracked = track_run(res.run_dir, settings)   # as `recsys run` does: `recsys show` then names the MLflow run
     if not res.ok: raise RecsysError(f"{title} {res.status}: {res.reason}; executed notebook: {res.notebook}")
     if untracked: raise RecsysError(f"{title}: logging the run to MLflow failed: {untracked}; the run is kept in {res.run_dir}")
     shown = ', '.join(f"{k}={v:,.0f}" if float(v).is_integer() or v > 1000 else f"{k}={v:.4g}" for k, v in res.metrics.items()
@@ -65,31 +73,31 @@ def _step(title:str, notebook:Path, params:dict, profile)->Path:
 
 def demo_flow(preset:str='small', # synthetic preset the pipelines train on
               registered_model:str='recsys-demo', # registry entry used by the demo
-              profile:str|None=None)->dict: # where the outputs are
+              settings:Settings|None=None, # the profile's settings; default the default profile's
+             )->dict: # where the outputs are
     "Run train -> promote -> train -> evaluate -> promote -> batch inference -> monitor through the pipelines."
-    from recsys_lib.settings import load_settings
     from recsys_lib.pipeline import promote_version, published_dir
     from recsys_lib.tracking import ui_command
-    settings = load_settings(profile)
+    settings = settings or load_settings()
     pipelines = settings.source.parent/'pipelines'
     data = {'preset': preset, 'registered_model': registered_model}
-    _step('train popularity', pipelines/'train.ipynb', {**data, 'model': 'popularity'}, profile)
-    print(f"   gate: {'promoted' if promote_version(registered_model, profile=profile).promote else 'kept the champion'}")
-    _step('train ease', pipelines/'train.ipynb', {**data, 'model': 'ease', 'model_params': {'l2': 200}}, profile)
+    _step('train popularity', pipelines/'train.ipynb', {**data, 'model': 'popularity'}, settings)
+    print(f"   gate: {'promoted' if promote_version(registered_model, settings=settings).promote else 'kept the champion'}")
+    _step('train ease', pipelines/'train.ipynb', {**data, 'model': 'ease', 'model_params': {'l2': 200}}, settings)
     # no data given: evaluate and monitor use the data and frozen split the registered versions recorded
-    _step('evaluate champion vs challenger', pipelines/'evaluate.ipynb', {'registered_model': registered_model}, profile)
-    gate = promote_version(registered_model, profile=profile)
+    _step('evaluate champion vs challenger', pipelines/'evaluate.ipynb', {'registered_model': registered_model}, settings)
+    gate = promote_version(registered_model, settings=settings)
     print(f"\n== promote\n   gate: {'promoted' if gate.promote else 'kept the champion'}: {'; '.join(gate.reasons)}")
-    scored = _step('batch inference', pipelines/'batch_inference.ipynb', {'registered_model': registered_model}, profile)
-    _step('monitor', pipelines/'monitor.ipynb', {'registered_model': registered_model}, profile)
-    out = {'runs': settings.runs_dir, 'recommendations': published_dir(registered_model, profile),
-           'scored_in_run': scored/'recommendations', 'mlflow_ui': ui_command(profile)}
+    scored = _step('batch inference', pipelines/'batch_inference.ipynb', {'registered_model': registered_model}, settings)
+    _step('monitor', pipelines/'monitor.ipynb', {'registered_model': registered_model}, settings)
+    out = {'runs': settings.runs_dir, 'recommendations': published_dir(registered_model, settings),
+           'scored_in_run': scored/'recommendations', 'mlflow_ui': ui_command(settings)}
     print("\n== where things are\n" + '\n'.join(f"   {k:16}{v}" for k, v in out.items()))
     return out
 
 # %% ../nbs/10_cli.ipynb #5fb9db82
 def _demo(args):
-    try: demo_flow(args.preset, args.registered_model, args.profile)
+    try: demo_flow(args.preset, args.registered_model, load_settings(args.profile))
     except RecsysError as e:
         print(f"recsys demo: failed: {e}", file=sys.stderr)
         raise SystemExit(1)
@@ -97,7 +105,7 @@ def _demo(args):
 # %% ../nbs/10_cli.ipynb #0a27f840
 def _promote(args):
     from recsys_lib.pipeline import promote_version
-    result = promote_version(args.model, args.version, profile=args.profile, n_boot=args.n_boot, seed=args.seed,
+    result = promote_version(args.model, args.version, settings=load_settings(args.profile), n_boot=args.n_boot, seed=args.seed,
                              allow_data_mismatch=args.allow_data_mismatch)
     print(result.to_markdown())
     if not result.promote: raise SystemExit(1)
@@ -112,43 +120,392 @@ def _doctor(args):
     if problems: raise SystemExit(1)
 
 
-# %% ../nbs/10_cli.ipynb #fbc79087
-def build_parser()->argparse.ArgumentParser:
-    "The `recsys` argument parser (a `ParamParser`: `-p NAME=VALUE` as well as `-p NAME VALUE`)."
-    p = ParamParser(prog='recsys', description="recsys_lib: notebook-first recommender systems")
-    p.add_argument('--version', action='version', version=f"recsys_lib {recsys_lib.__version__}")
-    p.add_argument('--debug', action='store_true', help="on an error, print the full traceback (and recsys_lib's debug log)")
-    sub = p.add_subparsers(dest='command', required=True)
-    d = sub.add_parser('demo', help="run the pipelines end to end on synthetic data: train, evaluate, promote, score, monitor")
-    d.add_argument('--preset', default='small', choices=list(SYNTHETIC_PRESETS), help="size of the synthetic dataset")
+# %% ../nbs/10_cli.ipynb #c351fd37
+def _kv(d:dict)->str:
+    "`d` as 'k=v, k=v', floats to 4 significant digits."
+    return ', '.join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in d.items())
+
+# %% ../nbs/10_cli.ipynb #133749dd
+def _inspect(args)->int:
+    "`recsys inspect NOTEBOOK`"
+    params = notebook_params(args.notebook, load_settings(args.profile).secret_params)
+    if args.json:
+        print(json.dumps([{**p.__dict__, 'type': p.type} for p in params.values()], indent=2)); return 0
+    if not params: print(f"{args.notebook}: no cell tagged 'parameters'"); return 0
+    table = pd.DataFrame([{'name': p.name, 'type': p.type + ('' if p.annotation is not None else ' (from default)'),
+                           'default': p.default, 'required': 'yes' if p.required else '', 'secret': 'yes' if p.secret else '',
+                           'help': p.help} for p in params.values()])
+    print(table.to_string(index=False)); return 0
+
+# %% ../nbs/10_cli.ipynb #90490371
+def untracked_line(command:str, # the `recsys` subcommand that reports
+                   error:str, # the recorded tracking error
+                   run_dir:Path, # the run folder, kept
+                   profile=None, # the profile it was run with
+                   what:str|None=None, # what succeeded, e.g. 'job recsys-train-20260101030000'; default the run
+                  )->str:
+    "The one line saying that a run succeeded but is not in MLflow, and the call that logs it once the store is fixed."
+    call = f"recsys_lib.pipeline.register_run({str(run_dir)!r}" + (f", {profile!r}" if profile else '') + ")"
+    return (f"recsys {command}: " + (f"{what} " if what else '') + f"succeeded, but logging it to MLflow failed: {error}; the run "
+            f"and its model are kept in {run_dir} (status succeeded, not registered): fix the store, then register it with {call}")
+
+# %% ../nbs/10_cli.ipynb #40471add
+def _run_and_report(start, args, settings:Settings)->int:
+    "Run `start()` here, track it with `settings`, and print the outcome: exit 0, 1 (failed) or 130 (interrupted)."
+    logging.getLogger('papermill').setLevel(logging.WARNING)
+    if not args.no_track:  # a damaged, lost or read-only store is refused now, not after the whole notebook has run
+        from recsys_lib.tracking import check_store
+        check_store(settings)
+    try: res = start()
+    except RunInterrupted as e:
+        print(f"recsys {args.command}: interrupted: {e.result.reason}; executed notebook: {e.result.notebook}", file=sys.stderr)
+        raise SystemExit(130)
+    tracked, untracked = ({}, None) if args.no_track else track_run(res.run_dir, settings)
+    if not res.ok:
+        if res.error and res.error not in (res.reason or ''): print(f"error:\n{res.error}", file=sys.stderr)  # whole, before the one-line summary
+        if untracked: log.warning("run %s was not logged to MLflow: %s", res.run_id, untracked)
+        print(f"recsys {args.command}: {res.status}: {res.reason}; executed notebook: {res.notebook}", file=sys.stderr)
+        raise SystemExit(1)
+    if untracked:   # the notebook succeeded, but nothing downstream can see it: a scheduler must not count it done
+        print(untracked_line(args.command, untracked, res.run_dir, args.profile), file=sys.stderr)
+        raise SystemExit(1)
+    print(f"run {res.run_id} succeeded{': ' + _kv(res.metrics) if res.metrics else ''}\n{res.run_dir}")
+    if 'version' in tracked: print(f"registered {tracked['registered_model']!r} version {tracked['version']} (alias challenger)")
+    return 0
+
+# %% ../nbs/10_cli.ipynb #9a979014
+def _run_container(args, values:dict, settings:Settings)->int:
+    "`recsys run` on the sagemaker-local backend: the SageMaker container contract, emulated on this machine."
+    if args.no_wait: raise ConfigError("--no-wait: a sagemaker-local job runs on this machine; run it in the background instead")
+    res = run_local_job(args.notebook, settings, values, mode=job_kind(args.notebook, args.job_kind), channels=dict(args.channel or []),
+                        timeout=args.timeout, track=not args.no_track, wheel=args.wheel)
+    if not res.ok:
+        if res.tracking_error: log.warning("job %s was not logged to MLflow: %s", res.job_name, res.tracking_error)
+        print(f"recsys run: job {res.job_name} {res.status}: {res.reason}", file=sys.stderr)
+        raise SystemExit(2 if res.status == 'rejected' else 1)
+    if res.tracking_error:   # the job ran: not exit 2 (refused), and not 0, as nothing downstream can see it
+        print(untracked_line('run', res.tracking_error, res.run_dir, args.profile, f"job {res.job_name}"), file=sys.stderr)
+        raise SystemExit(1)
+    print(f"job {res.job_name} succeeded{': ' + _kv(res.metrics) if res.metrics else ''}\n{res.run_dir}")
+    if 'version' in res.tracked: print(f"registered {res.tracked['registered_model']!r} version {res.tracked['version']} (alias challenger)")
+    return 0
+
+def report_job(res, # a collected SageMaker job (`recsys_lib.sagemaker.local.JobResult`)
+               command:str='run', # the `recsys` subcommand that reports
+               profile:str='sagemaker', # the profile it ran with, named in the line that says how to log it
+              )->int: # the exit status: 0 succeeded, 1 failed or not logged to MLflow
+    "Print how a SageMaker job ended, as `recsys run` and `recsys attach` do."
+    if not res.ok:
+        if res.tracking_error: log.warning("job %s was not logged to MLflow: %s", res.job_name, res.tracking_error)
+        where = f"; executed notebook: {res.notebook}" if res.run_dir and res.notebook.is_file() else ''
+        print(f"recsys {command}: job {res.job_name} {res.status}: {res.reason}{where}", file=sys.stderr)
+        return 1
+    if res.tracking_error:   # the job ran and was paid for: not exit 2 (refused), and not 0, as nothing downstream can see it
+        print(untracked_line(command, res.tracking_error, res.run_dir, profile, f"job {res.job_name}"), file=sys.stderr)
+        return 1
+    print(f"job {res.job_name} succeeded{': ' + _kv(res.metrics) if res.metrics else ''}\n{res.run_dir}")
+    if 'version' in res.tracked: print(f"registered {res.tracked['registered_model']!r} version {res.tracked['version']} (alias challenger)")
+    return 0
+
+# %% ../nbs/10_cli.ipynb #db71dbf8
+def _run_sagemaker(args, values:dict, settings:Settings)->int:
+    "`recsys run` on the sagemaker backend: a SageMaker job; with --no-wait, return once it is created."
+    try:
+        with aws_errors('recsys run'):
+            res = run_sagemaker_job(args.notebook, settings, values, dict(args.channel or []), args.job_kind, wait=not args.no_wait,
+                                    track=not args.no_track, wheel=args.wheel, timeout=args.timeout, run_root=args.run_root)
+    except KeyboardInterrupt: print("recsys run: interrupted; the job was asked to stop", file=sys.stderr); raise SystemExit(130)
+    if isinstance(res, SubmittedJob):
+        print(f"job {res.name} is running; collect it with: recsys attach {res.name} --profile {settings.profile}"); return 0
+    if code := report_job(res, 'run', settings.profile): raise SystemExit(code)
+    return 0
+
+# %% ../nbs/10_cli.ipynb #cc7a4582
+def _run(args)->int:
+    "`recsys run NOTEBOOK -p NAME=VALUE ... [-f FILE]`; the profile's `backend` decides where the notebook runs."
+    values = read_params_file(args.params_file) if args.params_file else {}
+    values.update(dict(args.param or []))
+    settings = load_settings(args.profile)
+    if settings.backend == 'sagemaker-local': return _run_container(args, values, settings)
+    if settings.backend == 'sagemaker': return _run_sagemaker(args, values, settings)
+    if args.channel or args.no_wait:
+        raise ConfigError(f"--channel and --no-wait are for SageMaker profiles; [{args.profile or 'local'}] runs {settings.backend}")
+    return _run_and_report(lambda: run_notebook(args.notebook, values, settings, timeout=args.timeout, run_root=args.run_root,
+                                                kernel=args.kernel, progress=not args.no_progress), args, settings)
+
+def _rerun(args)->int:
+    "`recsys rerun RUN [-p SECRET=VALUE ...]`: under `--profile`, else the profile the run was recorded with (tracked with `--profile`'s)."
+    settings = load_settings(args.profile)
+    run = load_run(args.run, args.run_root or settings.runs_dir)
+    recorded = run['manifest'].get('profile')
+    ran_with = settings if args.profile or recorded in (None, settings.profile) else load_settings(recorded)
+    return _run_and_report(lambda: rerun(run, dict(args.param or []), ran_with, args.timeout, progress=not args.no_progress), args, settings)
+
+# %% ../nbs/10_cli.ipynb #e06df9d3
+RUNS_WIDTH = 120   # characters per line of `recsys runs`
+
+def _columns(rows:list, # tuples of text, the header first
+             caps:tuple, # the widest each column may be, None: never cut (the last column gets what is left of `width`)
+             width:int)->list:
+    "Lines of left-aligned columns two spaces apart, at most `width` characters; a value cut short ends in '…'."
+    widths = [max(len(r[i]) for r in rows) for i in range(len(caps))]
+    widths = [w if c is None else min(w, c) for w, c in zip(widths[:-1], caps)]
+    widths.append(max(width - sum(widths) - 2 * len(widths), 12))
+    return ['  '.join(shorten(v, w).ljust(w) for v, w in zip(r, widths)).rstrip() for r in rows]
+
+def _runs_dir(args)->Path:
+    "The folder of the run folders: --run-root, else the profile's `runs_dir`."
+    return Path(args.run_root) if args.run_root else load_settings(args.profile).runs_dir
+
+def _runs(args)->int:
+    "`recsys runs`: one line per run: notebook, run folder, status, model, and its key metric or, when it did not succeed, why."
+    root = _runs_dir(args)
+    table = list_runs(root, args.limit, args.notebook)
+    if table.empty: print(f"no runs under {root}"); return 0
+    text = lambda v: '' if v is None or v is pd.NaT or (isinstance(v, float) and pd.isna(v)) else str(v)
+    rows = [('notebook', 'run', 'status', 'model', 'metric / reason')] + [
+        (r.notebook, r.run_id.split('/', 1)[1], text(r.status), text(r.model),
+         text(r.reason) if r.status != 'succeeded' and text(r.reason) else text(r.key_metric))
+        for r in table[['notebook', 'run_id', 'status', 'model', 'key_metric', 'reason']].itertuples(index=False)]
+    print('\n'.join(_columns(rows, (16, None, None, 16, None), RUNS_WIDTH))); return 0
+
+# %% ../nbs/10_cli.ipynb #65977a4a
+def _tracking_lines(run:dict)->list:
+    "`recsys show`'s lines on MLflow: the run it was logged as, the versions registered from it, or that it was not logged."
+    m, registered = run['manifest'], run['registered']
+    mlflow_run = m.get('mlflow_run_id') or next((e['mlflow_run_id'] for e in registered if e.get('mlflow_run_id')), None)
+    lines = [f"tracking  MLflow run {mlflow_run}" if mlflow_run else
+             "tracking  not logged to MLflow" + (f": {m['tracking_error']}" if m.get('tracking_error') else "")]
+    several = len({e.get('registry') for e in registered}) > 1   # name the registry only when it tells them apart
+    return lines + [f"registry  {e.get('model')!r} version {e.get('version')}" + (f" in {e.get('registry')}" if several else "")
+                    for e in registered]
+
+def _show(args)->int:
+    "`recsys show RUN`"
+    run = load_run(args.run, _runs_dir(args))
+    if args.json:
+        print(json.dumps({k: (str(v) if isinstance(v, Path) else v) for k, v in run.items()}, indent=2, default=str)); return 0
+    from recsys_lib.pipeline import describe_data
+    m = run['manifest']
+    git = m.get('git') or {}
+    slow = sorted((c for c in m.get('cells', []) if c.get('duration_s')), key=lambda c: -c['duration_s'])[:3]
+    lines = [f"run       {run['run_id']}", f"status    {run['status']}" + (f": {run['reason']}" if run['reason'] else ""),
+             f"started   {m.get('started_at')}  ({m.get('duration_s')} s)", f"notebook  {run['notebook']}",
+             f"params    {_kv(run['params'])}", f"metrics   {_kv(run['metrics']) or '-'}", *_tracking_lines(run),
+             f"code      {git.get('commit') or '-'}{' (dirty)' if git.get('dirty') else ''}",
+             f"data      {_kv(m.get('data_fingerprints') or {}) or '-'}",
+             *([f"trained   {describe_data(trained)}"] if (trained := (m.get('records') or {}).get('training_data')) else []),
+             f"slowest   {', '.join('cell %s %.2f s' % (c['cell'], c['duration_s']) for c in slow) or '-'}"]
+    if m.get('error') and m['error'] not in (run['reason'] or ''): lines.append(f"error     {m['error']}")
+    print('\n'.join(lines)); return 0
+
+# %% ../nbs/10_cli.ipynb #aff47648
+def _attach(args)->int:
+    "`recsys attach JOB`"
+    settings = load_settings(args.profile)
+    if not args.no_track:   # refused before the job is collected, so attaching again once the store is fixed makes one run folder
+        from recsys_lib.tracking import check_store
+        check_store(settings)
+    try:
+        with aws_errors('recsys attach'): res = attach_job(args.job, settings, args.kind, track=not args.no_track, logs=not args.no_logs)
+    except KeyboardInterrupt: print("recsys attach: interrupted; the job was asked to stop", file=sys.stderr); raise SystemExit(130)
+    if code := report_job(res, 'attach', settings.profile): raise SystemExit(code)
+    return 0
+
+def _image_context(args)->int:
+    "`recsys image-context DIR`"
+    dest = image_context(args.dest, args.wheel)
+    print(f"build context in {dest}; build and push it, then set image_uri in the profile:\n"
+          f"docker build -t recsys-job --build-arg BASE_IMAGE={aws_image(load_settings(args.profile))} {dest}")
+    return 0
+
+# %% ../nbs/10_cli.ipynb #b0dffa17
+def _last_run(run:dict|None)->str:
+    "How a schedule's newest pipeline execution went, for `recsys schedule --list`."
+    if run is None: return "never run"
+    when = f" at {run['start'].astimezone(timezone.utc):%Y-%m-%d %H:%M} UTC" if run['start'] else ''
+    return f"last run {run['status']}{when}" + (f" ({run['failure_reason']})" if run['failure_reason'] else '')
+
+def _schedule(args)->int:
+    "`recsys schedule NOTEBOOK --cron EXPR`, `--list` or `--delete NAME`; a local profile prints the crontab line."
+    settings = load_settings(args.profile)
+    with aws_errors('recsys schedule'):
+        if args.list:
+            rows = list_schedules(settings)
+            for r in rows:
+                print(f"{r['name']:30} {r['expression']:24} {r['state'] or '-':9} pipeline {r['pipeline']}  {_last_run(r['last_execution'])}")
+            if not rows: print("no recsys schedules")
+            return 0
+        if args.delete:
+            delete_schedule(args.delete, settings); print(f"deleted schedule and pipeline {args.delete}"); return 0
+        if not (args.notebook and args.cron): raise ConfigError("recsys schedule needs NOTEBOOK and --cron (or --list / --delete NAME)")
+        values = {**(read_params_file(args.params_file) if args.params_file else {}), **dict(args.param or [])}
+        if settings.backend in ('local', 'sagemaker-local'):
+            print(crontab_line(args.notebook, args.cron, settings, values, dict(args.channel or []), args.job_kind)); return 0
+        out = schedule_job(args.notebook, args.cron, settings, values, dict(args.channel or []), args.job_kind, args.name, args.dry_run,
+                           max_retries=args.retries, dead_letter_arn=args.dead_letter_arn)
+    if args.dry_run:
+        print(json.dumps({'pipeline_definition': out['pipeline'], 'create_schedule_request': out['schedule']}, indent=2))
+        if out['problems']: raise ConfigError('; '.join(out['problems']))
+        return 0
+    print(f"{'created' if out['created'] else 'updated'} pipeline {out['schedule']['Name']} and its schedule "
+          f"{out['schedule']['ScheduleExpression']} (UTC)\n{out['pipeline_arn']}")
+    return 0
+
+# %% ../nbs/10_cli.ipynb #5696d44c
+class ParamAction(argparse.Action):
+    "A repeatable `NAME VALUE` option: appends [NAME, VALUE]; under a `ParamParser` it takes `NAME=VALUE` too."
+    def __init__(self, option_strings, dest, **kwargs): super().__init__(option_strings, dest, nargs=2, **kwargs)
+    def __call__(self, parser, namespace, values, option_string=None):
+        setattr(namespace, self.dest, [*(getattr(namespace, self.dest, None) or []), list(values)])
+
+PARAM_FORMS = ("NAME=VALUE or NAME VALUE (repeatable). A word with '=' after a parameter name is split at its first '=' "
+               "(-p model=ease); any other word is the NAME and the next word its VALUE, whole (-p expr a=b gives expr 'a=b')")
+
+def split_param_words(words:list, # command-line words of one (sub)command
+                      param_options:set, # option strings of its `ParamAction`s, e.g. {'-p', '--param'}
+                      other_options:set=frozenset(), # its other option strings, which cannot be a VALUE
+                     )->list: # `words` with every `-p NAME=VALUE` written as `-p NAME VALUE`
+    "Rewrite `-p NAME=VALUE` (and `--param=NAME=VALUE`) as `-p NAME VALUE`; `ParamError` for a `-p` followed by no NAME."
+    out, rest = [], list(words)
+    while rest:
+        word = rest.pop(0)
+        if word == '--': return out + [word, *rest]   # what follows is positional
+        opt, eq, attached = word.partition('=')
+        if eq and opt in param_options: word, rest = opt, [attached, *rest]   # argparse reads `--param=X` as `--param X`
+        out.append(word)
+        if word not in param_options: continue
+        if not rest: raise ParamError(f"{word} takes NAME=VALUE or NAME VALUE; nothing follows it")
+        first = rest.pop(0)
+        name, eq, value = first.partition('=')
+        if eq and name.isidentifier(): out += [name, value]
+        elif eq or first.startswith('-') or not first:
+            raise ParamError(f"{word} {first!r}: expected NAME=VALUE or NAME VALUE, where NAME is a parameter name "
+                             "(letters, digits and _, not starting with a digit)")
+        elif not rest or rest[0].partition('=')[0] in {*param_options, *other_options}:
+            raise ParamError(f"{word} {first}: no VALUE; expected {first}=VALUE or {first} VALUE")
+        else: out += [first, rest.pop(0)]
+    return out
+
+class ParamParser(argparse.ArgumentParser):
+    "An `ArgumentParser` whose `ParamAction` options take `NAME=VALUE` as well as `NAME VALUE`; its subcommands' parsers are ones too."
+    def parse_known_args(self, args=None, namespace=None):
+        "`argparse`'s own, on `args` (default `sys.argv[1:]`) with `-p NAME=VALUE` rewritten first; a bad `-p` is a usage error."
+        words = sys.argv[1:] if args is None else list(args)
+        params = {s for a in self._actions if isinstance(a, ParamAction) for s in a.option_strings}
+        if params:
+            try: words = split_param_words(words, params, {s for a in self._actions for s in a.option_strings} - params)
+            except ParamError as e: self.error(str(e))   # a usage error: the usage, this line, exit status 2
+        return super().parse_known_args(words, namespace)
+
+# %% ../nbs/10_cli.ipynb #795318c5
+# options several subcommands share: name -> (flags, argparse keywords)
+OPTIONS = {
+    'notebook': (('notebook',), dict(help="the pipeline notebook (.ipynb)")),
+    'run': (('run',), dict(help="run folder, run id (notebook/folder) or a unique prefix of the folder name")),
+    'json': (('--json',), dict(action='store_true', help="print JSON")),
+    'param': (('-p', '--param'), dict(action=ParamAction, metavar=('NAME', 'VALUE'), help=f"a parameter: {PARAM_FORMS}")),
+    'params_file': (('-f', '--params-file'), dict(default=None, help="YAML or JSON file of parameters (-p overrides it)")),
+    'timeout': (('--timeout',), dict(type=float, default=None, help="seconds any one cell may run")),
+    'no_progress': (('--no-progress',), dict(action='store_true', help="no per-cell progress bar")),
+    'no_track': (('--no-track',), dict(action='store_true', help="do not log the run to MLflow nor register its model")),
+    'run_root': (('--run-root',), dict(default=None, help="folder of the run folders (default: runs_dir of the profile)")),
+    'channel': (('--channel',), dict(nargs=2, action='append', metavar=('NAME', 'SOURCE'), help="a data channel: local path or s3:// URI")),
+    'job_kind': (('--job-kind',), dict(choices=('training', 'processing'), default=None, help="default: processing for batch_inference")),
+    'wheel': (('--wheel',), dict(default=None, help="the recsys_lib wheel (default: built from this checkout, or $RECSYS_WHEEL)")),
+    'preset': (('--preset',), dict(default='small', choices=list(SYNTHETIC_PRESETS), help="size of the synthetic dataset")),
+}
+
+def _add(p:argparse.ArgumentParser, *keys:str, # keys of `OPTIONS`
+         **changes)->None: # argparse keywords that differ in this subcommand, e.g. a more specific help
+    "Add the shared options `keys` to `p`."
+    for key in keys: p.add_argument(*OPTIONS[key][0], **{**OPTIONS[key][1], **changes})
+
+def _command(sub, name:str, help:str, func, *keys:str, # shared options, keys of `OPTIONS`
+             profile:str|None=None, # the profile the subcommand falls back to; None: $RECSYS_PROFILE or local
+             profile_help:str="settings profile", # what --profile picks
+             profiled:bool=True, # False: no --profile (nothing to configure)
+            )->argparse.ArgumentParser:
+    "Declare subcommand `name` on `sub`, with the shared options `keys` and (the one declaration of) `--profile`."
+    p = sub.add_parser(name, help=help)
+    _add(p, *keys)
+    if profiled: p.add_argument('--profile', default=profile, help=f"{profile_help} (default {profile or '$RECSYS_PROFILE or local'})")
+    p.set_defaults(func=func)
+    return p
+
+# %% ../nbs/10_cli.ipynb #9e884fe7
+def _declare_runs(sub):
+    "`inspect`, `run`, `rerun`, `runs`, `show`."
+    _command(sub, 'inspect', "list a pipeline notebook's parameters", _inspect, 'notebook', 'json')
+    r = _command(sub, 'run', "run a pipeline notebook with checked parameters and record the run", _run,
+                 'notebook', 'param', 'params_file', 'timeout', 'no_progress', 'no_track', 'run_root')
+    r.add_argument('--kernel', default=None, help="Jupyter kernel (default: kernel of the profile)")
+    _add(r, 'channel', help="SageMaker profiles: a data channel (local file/folder or s3:// URI), read as $SM_CHANNEL_<NAME>")
+    _add(r, 'job_kind', help="SageMaker profiles: the job kind (default: processing for batch_inference, training otherwise)")
+    r.add_argument('--no-wait', action='store_true', help="SageMaker profile: return once the job is created (collect it with recsys attach)")
+    _add(r, 'wheel', help="SageMaker profiles: the recsys_lib wheel the job installs (default: built from this checkout)")
+    rr = _command(sub, 'rerun', "run a recorded run again: its notebook version and its parameters, into a new run folder", _rerun,
+                  'run', 'no_progress', 'no_track', 'run_root')
+    _add(rr, 'param', help=f"a secret parameter the run was given: {PARAM_FORMS}")
+    _add(rr, 'timeout', help="seconds any one cell may run (default: the run's)")
+    ls = _command(sub, 'runs', "list recent pipeline runs", _runs, 'run_root')
+    ls.add_argument('--notebook', default=None, help="only runs of this notebook (its name without .ipynb)")
+    ls.add_argument('-n', '--limit', type=int, default=20, help="how many")
+    s = _command(sub, 'show', "show one pipeline run", _show, 'run', 'run_root')
+    _add(s, 'json', help="print everything as JSON")
+
+# %% ../nbs/10_cli.ipynb #c6d2ea8f
+def _declare_sagemaker(sub):
+    "`attach`, `image-context`, `schedule`."
+    a = _command(sub, 'attach', "wait for a SageMaker job and collect it as a run (after run --no-wait)", _attach, 'no_track', profile='sagemaker')
+    a.add_argument('job', help="the SageMaker job name")
+    a.add_argument('--kind', choices=('training', 'processing'), default=None, help="job kind (default: look up both)")
+    a.add_argument('--no-logs', action='store_true', help="do not stream the job's CloudWatch log")
+    i = _command(sub, 'image-context', "write a docker build context for a SageMaker job image with the job's packages installed",
+                 _image_context, 'wheel', profile='sagemaker', profile_help="the profile whose framework_version picks the base image")
+    i.add_argument('dest', help="an empty or new folder")
+    s = _command(sub, 'schedule', "run a pipeline notebook on a cron schedule (SageMaker Pipeline + EventBridge, or crontab)", _schedule,
+                 'param', 'params_file', 'channel', 'job_kind')
+    s.add_argument('notebook', nargs='?', help="the pipeline notebook (.ipynb)")
+    s.add_argument('--cron', help='five-field cron expression in UTC, e.g. "0 3 * * *"')
+    s.add_argument('--name', default=None, help="pipeline and schedule name (default recsys-<notebook>)")
+    s.add_argument('--retries', type=int, default=3, help="retries of a pipeline start that failed, within an hour (0-185, default 3)")
+    s.add_argument('--dead-letter-arn', default=None, help="SQS queue ARN that receives starts that failed every retry")
+    s.add_argument('--dry-run', action='store_true', help="print the pipeline definition and schedule request; send nothing")
+    s.add_argument('--list', action='store_true', help="list recsys schedules and their pipelines' last runs")
+    s.add_argument('--delete', metavar='NAME', default=None, help="delete a schedule and its pipeline")
+
+# %% ../nbs/10_cli.ipynb #632efdee
+def _declare_models(sub):
+    "`demo`, `compare`, `promote`, `doctor`."
+    d = _command(sub, 'demo', "run the pipelines end to end on synthetic data: train, evaluate, promote, score, monitor", _demo, 'preset')
     d.add_argument('--registered-model', default='recsys-demo', help="registry entry the demo uses")
-    d.add_argument('--profile', default=None, help="settings profile (default $RECSYS_PROFILE or local)")
-    d.set_defaults(func=_demo)
-    c = sub.add_parser('compare', help="fit models on synthetic data in one process and print a metrics table")
-    c.add_argument('--preset', default='small', choices=list(SYNTHETIC_PRESETS), help="size of the synthetic dataset")
+    c = _command(sub, 'compare', "fit models on synthetic data in one process and print a metrics table", _compare, 'preset', profiled=False)
     c.add_argument('--models', nargs='+', default=['popularity', 'itemknn', 'ease', 'als'], help="models to compare")
     c.add_argument('-k', type=int, default=10, help="metric cut-off")
     c.add_argument('--seed', type=int, default=0, help="seed of the synthetic data")
-    c.set_defaults(func=_compare)
-    add_subcommands(sub)
-    pr = sub.add_parser('promote', help="run the evaluation gate; make the version champion if it passes")
+    pr = _command(sub, 'promote', "run the evaluation gate; make the version champion if it passes", _promote)
     pr.add_argument('model', help="registered model name")
     pr.add_argument('--version', type=int, default=None, help="the version to promote (default: the one aliased challenger)")
-    pr.add_argument('--profile', default=None, help="settings profile (default $RECSYS_PROFILE or local)")
     pr.add_argument('--n-boot', type=int, default=1000, help="bootstrap resamples of the holdout users")
     pr.add_argument('--seed', type=int, default=0, help="bootstrap seed")
     pr.add_argument('--allow-data-mismatch', action='store_true',
                     help="compare even when the champion learnt from holdout events (they are left out) or from another dataset")
-    pr.set_defaults(func=_promote)
-    dr = sub.add_parser('doctor', help="check the run store, registry and model artifacts against each other; exit 1 on a problem")
-    dr.add_argument('--profile', default=None, help="settings profile (default $RECSYS_PROFILE or local)")
-    dr.set_defaults(func=_doctor)
-    add_sagemaker_subcommands(sub)
-    add_schedule_subcommand(sub)
+    _command(sub, 'doctor', "check the run store, registry and model artifacts against each other; exit 1 on a problem", _doctor)
+
+# %% ../nbs/10_cli.ipynb #07ea5fc9
+def build_parser()->argparse.ArgumentParser:
+    "The `recsys` argument parser (a `ParamParser`: `-p NAME=VALUE` as well as `-p NAME VALUE`), with every subcommand."
+    p = ParamParser(prog='recsys', description="recsys_lib: notebook-first recommender systems")
+    p.add_argument('--version', action='version', version=f"recsys_lib {recsys_lib.__version__}")
+    p.add_argument('--debug', action='store_true', help="on an error, print the full traceback (and recsys_lib's debug log)")
+    sub = p.add_subparsers(dest='command', required=True)
+    _declare_models(sub); _declare_runs(sub); _declare_sagemaker(sub)
     for command in sub.choices.values():   # `recsys run ... --debug` too; SUPPRESS keeps a `recsys --debug run` given first
         command.add_argument('--debug', action='store_true', default=argparse.SUPPRESS, help="same as `recsys --debug`")
     return p
 
+# %% ../nbs/10_cli.ipynb #fbc79087
 def _sigterm_interrupts():
     "A scheduler stops a job with SIGTERM: handle it as Ctrl-C, so the run is recorded as interrupted and its kernel stopped."
     def handler(signum, frame): raise KeyboardInterrupt("SIGTERM")

@@ -13,8 +13,8 @@ import numpy as np
 import pandas as pd
 
 # %% auto #0
-__all__ = ['RecsysError', 'ConfigError', 'DataError', 'DestinationError', 'atomic_path', 'json_marker', 'write_json',
-           'sha256_file', 'frame_fingerprint']
+__all__ = ['RUN_DIR_ENV', 'RecsysError', 'ConfigError', 'DataError', 'DestinationError', 'check_destination', 'atomic_path',
+           'json_marker', 'write_json', 'sha256_file', 'frame_fingerprint']
 
 # %% ../nbs/00_core.ipynb #f75c98a2
 class RecsysError(Exception):
@@ -52,7 +52,7 @@ def _clean_stale(dest:Path):
         pid = tmp.name[len(dest.name) + 2:].split('.', 1)[0].split('-', 1)[0]
         if pid.isdigit() and not _pid_alive(int(pid)): shutil.rmtree(tmp, ignore_errors=True)
 
-def _check_destination(dest:Path, is_dir:bool, previous):
+def check_destination(dest:Path, is_dir:bool, previous):
     "Refuse a destination whose replacement would delete someone else's files, or that is the wrong kind of entry."
     if dest.is_symlink():  # replacing a link would write through it, or swap a published pointer for a real folder
         raise DestinationError(f"{dest} is a symbolic link (to {os.readlink(dest)}); write to a new folder, and publish it with `publish_output`")
@@ -72,13 +72,13 @@ def atomic_path(dest:Path|str, # final file or folder
     dest = Path(dest)
     try: dest.parent.mkdir(parents=True, exist_ok=True)
     except (FileExistsError, NotADirectoryError): raise DestinationError(f"cannot write {dest}: a file stands where a parent folder should be") from None
-    _check_destination(dest, is_dir, previous)
+    check_destination(dest, is_dir, previous)
     _clean_stale(dest)
     tmp = Path(tempfile.mkdtemp(prefix=f'.{dest.name}.{os.getpid()}-', suffix='.tmp', dir=dest.parent))
     target = tmp if is_dir else tmp/dest.name
     try:
         yield target
-        _check_destination(dest, is_dir, previous)  # again: the folder may have filled while the block ran
+        check_destination(dest, is_dir, previous)  # again: the folder may have filled while the block ran
         if is_dir:
             os.chmod(tmp, 0o777 & ~_umask())
             if dest.is_dir():
@@ -121,3 +121,6 @@ def frame_fingerprint(df:pd.DataFrame)->str:
     h = hashlib.sha256(json.dumps([[str(c), str(t)] for c, t in df.dtypes.items()]).encode())
     h.update(pd.util.hash_pandas_object(df, index=False).to_numpy().tobytes())
     return h.hexdigest()
+
+# %% ../nbs/00_core.ipynb #791b981b
+RUN_DIR_ENV = 'RECSYS_RUN_DIR'  # set by the runner in a run's kernel: that run's folder

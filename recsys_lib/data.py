@@ -23,9 +23,10 @@ from .core import DataError, atomic_path, frame_fingerprint
 log = logging.getLogger(__name__)
 
 # %% auto #0
-__all__ = ['log', 'ID_COLS', 'TIMESTAMP_UNITS', 'DUPLICATE_POLICIES', 'FILE_FORMATS', 'READ_OPTIONS', 'ID_KINDS',
-           'validate_interactions', 'IdMap', 'Sequences', 'Interactions', 'binarize', 'k_core', 'detect_format',
-           'sniff_separator', 'read_interactions', 'read_ids', 'load_movielens', 'load_recbole']
+__all__ = ['log', 'ID_COLS', 'TIMESTAMP_UNITS', 'DUPLICATE_POLICIES', 'TEXT_SUFFIXES', 'FILE_FORMATS', 'SEPARATORS',
+           'READ_OPTIONS', 'CANONICAL_COLUMNS', 'ID_KINDS', 'validate_interactions', 'IdMap', 'Sequences',
+           'Interactions', 'binarize', 'k_core', 'supported_formats', 'format_suffix', 'head_lines', 'detect_format',
+           'sniff_separator', 'check_read_options', 'read_interactions', 'read_ids', 'load_movielens', 'load_recbole']
 
 # %% ../nbs/01_data.ipynb #37b690f4
 ID_COLS = ('user_id', 'item_id')
@@ -333,7 +334,7 @@ def k_core(inter:Interactions, min_user:int=5, min_item:int=5)->Interactions:
 
 # %% ../nbs/01_data.ipynb #dafff63c
 _COMPRESSION = {'.gz': gzip.open, '.bz2': bz2.open, '.xz': lzma.open}
-_TEXT_SUFFIXES = ('.csv', '.tsv', '.txt', '.dat')
+TEXT_SUFFIXES = ('.csv', '.tsv', '.txt', '.dat')
 FILE_FORMATS = {
     'parquet': "a .parquet or .pq file, or a folder of Parquet part files (what Spark writes)",
     'csv': "delimited text with a header line: .csv, .tsv, .txt, .dat (separator sniffed among , tab ; | or given as sep)",
@@ -341,16 +342,18 @@ FILE_FORMATS = {
     'recbole': "a RecBole atomic .inter file, with a name:type header",
 }
 
-def _supported()->str: return '; '.join(f"{k}: {v}" for k, v in FILE_FORMATS.items())
+def supported_formats()->str:
+    "The formats `read_interactions` reads, one `name: description` per format, for messages."
+    return '; '.join(f"{k}: {v}" for k, v in FILE_FORMATS.items())
 
-def _suffix(path:Path)->str:
-    "The format suffix in lower case, under a compression suffix: data.CSV.gz -> .csv"
+def format_suffix(path:Path)->str:
+    "The format suffix in lower case, under a compression suffix: data.CSV.gz -> .csv (shared with the Spark reader)."
     sfx = [s.lower() for s in path.suffixes]
     if sfx and sfx[-1] in _COMPRESSION: sfx.pop()
     return sfx[-1] if sfx else ''
 
-def _head(path:Path, n:int=20)->list:
-    "The first `n` lines of a text file, compressed or not."
+def head_lines(path:Path, n:int=20)->list:
+    "The first `n` lines of a text file, compressed or not (a byte-order mark dropped): what format and separator are sniffed from."
     opener = _COMPRESSION.get(path.suffix.lower(), open)
     with opener(path, 'rt', encoding='utf-8-sig', errors='replace', newline='') as f:  # a byte-order mark is no part of a name
         return [line.rstrip('\r\n') for line, _ in zip(f, range(n))]
@@ -371,27 +374,27 @@ def detect_format(path:Path|str, # a file or a folder of part files
                         "a folder is read when it holds Parquet part files")
     with open(path, 'rb') as f: magic = f.read(4)
     if magic == b'PAR1': return 'parquet'
-    sfx, name = _suffix(path), path.name.lower()
+    sfx, name = format_suffix(path), path.name.lower()
     if sfx in ('.parquet', '.pq'): raise DataError(f"{path} is named as Parquet but is not a Parquet file (it does not start with PAR1)")
-    if name in ('u.data', 'ratings.dat') or (name == 'ratings.csv' and _head(path, 1)[:1] == ['userId,movieId,rating,timestamp']):
+    if name in ('u.data', 'ratings.dat') or (name == 'ratings.csv' and head_lines(path, 1)[:1] == ['userId,movieId,rating,timestamp']):
         return 'movielens'
     if sfx == '.inter': return 'recbole'
-    if sfx in _TEXT_SUFFIXES: return 'csv'
-    raise DataError(f"cannot tell the format of {path.name}; supported: {_supported()}. If it is one of these, pass file_format=")
+    if sfx in TEXT_SUFFIXES: return 'csv'
+    raise DataError(f"cannot tell the format of {path.name}; supported: {supported_formats()}. If it is one of these, pass file_format=")
 
 # %% ../nbs/01_data.ipynb #eb4f2338
-_SEPARATORS = (',', '\t', ';', '|')
+SEPARATORS = (',', '\t', ';', '|')
 
 def sniff_separator(lines:list, # the first lines of a delimited text file, header first
                    )->str:
     "The one separator among `,` tab `;` `|` that splits every line into the same number (> 1) of fields."
     lines = [l for l in lines if l.strip()]
-    widths = {s: {len(next(csv.reader([l], delimiter=s))) for l in lines} for s in _SEPARATORS}
+    widths = {s: {len(next(csv.reader([l], delimiter=s))) for l in lines} for s in SEPARATORS}
     found = [s for s, w in widths.items() if len(w) == 1 and min(w) > 1]
     if not found and all(w == {1} for w in widths.values()): return ','  # one column, such as a list of user ids
     if len(found) != 1:
         raise DataError(f"cannot tell the separator from the first lines ({lines[0][:60]!r}): "
-                        f"{' and '.join(map(repr, found)) or 'none'} of {', '.join(map(repr, _SEPARATORS))} split every line alike; pass sep=")
+                        f"{' and '.join(map(repr, found)) or 'none'} of {', '.join(map(repr, SEPARATORS))} split every line alike; pass sep=")
     return found[0]
 
 def _read_csv(path:Path, sep:str, **kw)->pd.DataFrame:
@@ -414,7 +417,7 @@ def _read_arrow(path:Path, sep:str, names:list, skip:int)->pd.DataFrame:
 
 def _read_text(path:Path, sep:str|None, names:list|None)->pd.DataFrame:
     "A delimited text file as a table of text; `names` for a file without a header line."
-    head = _head(path)
+    head = head_lines(path)
     if not any(l.strip() for l in head): raise DataError(f"{path} is empty")
     sep = sep or sniff_separator(head)
     kw = dict(header=None, names=names) if names else dict(header=0)
@@ -427,7 +430,7 @@ def _read_text(path:Path, sep:str|None, names:list|None)->pd.DataFrame:
 # %% ../nbs/01_data.ipynb #f54f9163
 READ_OPTIONS = {'columns': None, 'weight_column': 'auto', 'rating_threshold': None, 'min_user_interactions': 1,
                 'min_item_interactions': 1, 'timestamp_unit': 's', 'sep': None, 'file_format': None, 'duplicates': 'raise'}
-_CANONICAL = ('user_id', 'item_id', 'timestamp', 'weight')
+CANONICAL_COLUMNS = ('user_id', 'item_id', 'timestamp', 'weight')
 
 def _raw_table(path:Path, fmt:str, sep:str|None, names:list|None)->tuple[pd.DataFrame, dict]:
     "The file's table as stored (text files: all text), and the renames its format implies."
@@ -469,8 +472,8 @@ def _choose_weight(df:pd.DataFrame, weight_column:str, path:Path)->pd.DataFrame:
         raise DataError(f"{path}: weight_column={weight_column!r}, but the file also has a 'weight' column; rename one with columns=")
     return df.rename(columns={weight_column: 'weight'})
 
-def _check_options(o:dict):
-    "Each read option of the right type and range, before the file is opened."
+def check_read_options(o:dict):
+    "Each read option (`READ_OPTIONS` keys) of the right type and range, checked before the file is opened; `DataError` names the first that is not."
     if o['columns'] is not None and not isinstance(o['columns'], (dict, list, tuple)):
         raise DataError(f"columns={o['columns']!r}; expected a dict renaming your columns or a list naming them in order")
     if not isinstance(o['weight_column'], str) or not o['weight_column']:
@@ -507,10 +510,10 @@ def _table(path:Path, o:dict)->tuple[pd.DataFrame, str]:
         renames = {**{k: v for k, v in renames.items() if k not in columns}, **columns}
     df = df.rename(columns=renames)
     df = _choose_weight(df, o['weight_column'], path)
-    if any(c not in df for c in ID_COLS) and len(df.columns) == 1 and (s := next((s for s in _SEPARATORS if s in str(df.columns[0])), None)):
+    if any(c not in df for c in ID_COLS) and len(df.columns) == 1 and (s := next((s for s in SEPARATORS if s in str(df.columns[0])), None)):
         raise DataError(f"{path}: a single column {df.columns[0]!r}; is the file separated by {s!r}? pass sep={s!r}")
-    if unused := [c for c in df.columns if c not in _CANONICAL]:
-        log.warning("%s: column(s) %s not used (only %s are)", path.name, ', '.join(map(repr, unused)), ', '.join(_CANONICAL))
+    if unused := [c for c in df.columns if c not in CANONICAL_COLUMNS]:
+        log.warning("%s: column(s) %s not used (only %s are)", path.name, ', '.join(map(repr, unused)), ', '.join(CANONICAL_COLUMNS))
         df = df.drop(columns=unused)
     for c in ('weight', 'timestamp'):
         if c in df and pd.api.types.is_string_dtype(df[c]): df[c] = _numbers_or_text(df[c])
@@ -533,7 +536,7 @@ def read_interactions(path:Path|str, # a file (Parquet, CSV/TSV, MovieLens, RecB
                      )->Interactions:
     "Load, validate and filter the interactions of a file as it comes, keeping every id exactly as written."
     options = {k: v for k, v in locals().items() if k in READ_OPTIONS}  # the arguments above, by READ_OPTIONS' names
-    _check_options(options)
+    check_read_options(options)
     path = Path(path).expanduser().absolute()
     try:
         df, fmt = _table(path, options)
@@ -592,7 +595,7 @@ def load_recbole(path:Path|str, # a RecBole atomic .inter file
     "Load a RecBole `.inter` file."
     path = Path(path)
     if not path.is_file(): raise DataError(f"interaction file {path} does not exist")
-    fields = [h.split(':', 1)[0] for h in _head(path, 1)[0].split('\t')]
+    fields = [h.split(':', 1)[0] for h in head_lines(path, 1)[0].split('\t')]
     for name in (user_field, item_field):
         if name not in fields: raise DataError(f"{path}: field {name!r} is not in the header; fields: {fields}")
     names = {user_field: 'user_id', item_field: 'item_id', timestamp_field: 'timestamp'}

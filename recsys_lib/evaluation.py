@@ -16,12 +16,12 @@ import pandas as pd
 
 from .core import ConfigError, DataError
 from .data import Interactions
-from .metrics import _as_ks, calc_metrics, per_user_metrics
+from .metrics import as_ks, calc_metrics, per_user_metrics
 from .models import Recommender
 
 # %% auto #0
 __all__ = ['CATALOG_METRICS', 'Evaluation', 'evaluate_model', 'bootstrap_ci', 'compare', 'GateResult', 'gate_decision',
-           'gate_config', 'segment_metrics', 'plot_comparison']
+           'gate_config', 'check_segment_args', 'segment_metrics', 'segment_table', 'plot_comparison']
 
 # %% ../nbs/09_evaluation.ipynb #70f13b2c
 def _pairs_frame(x, name:str)->pd.DataFrame:
@@ -56,7 +56,7 @@ def evaluate_model(model:Recommender, # a fitted recsys_lib model
                   )->Evaluation:
     "Recommend to every holdout user and score the lists: per-user metrics, their means, coverage."
     if not isinstance(model, Recommender): raise DataError(f"model must be a recsys_lib Recommender, got {type(model).__name__}")
-    ks = _as_ks(k)
+    ks = as_ks(k)
     truth = _pairs_frame(holdout, 'holdout')
     if not len(truth): raise DataError("holdout is empty: there is nothing to evaluate against")
     users = pd.unique(truth['user_id'])
@@ -382,7 +382,7 @@ def _group_rows(values:pd.DataFrame, keys:np.ndarray, labels:list, group:str, de
                 for m in values.columns: rows.loc[i, f'{m} lower'], rows.loc[i, f'{m} upper'] = c.loc[m, 'lower'], c.loc[m, 'upper']
     return rows
 
-def _segment_args(pu:pd.DataFrame, metrics, cold_max, ci, n_boot, alpha)->list:
+def check_segment_args(pu:pd.DataFrame, metrics, cold_max, ci, n_boot, alpha)->list:
     "Check the arguments of `segment_metrics`; the metric columns to break down."
     if not len(pu): raise DataError("per_user is empty: there are no users to break down")
     if metrics is None:
@@ -411,7 +411,7 @@ def segment_metrics(per_user, # an `Evaluation`, or a per-user table (index user
         holdout = per_user.truth if holdout is None else holdout
         reco = per_user.reco if reco is None else reco
     pu = _per_user_of(per_user, 'per_user')
-    metrics = _segment_args(pu, metrics, cold_max, ci, n_boot, alpha)
+    metrics = check_segment_args(pu, metrics, cold_max, ci, n_boot, alpha)
     tr = _pairs_frame(train, 'train')
     counts = tr['user_id'].value_counts().reindex(pu.index, fill_value=0).to_numpy()
     novelty = None
@@ -422,9 +422,9 @@ def segment_metrics(per_user, # an `Evaluation`, or a per-user table (index user
         ks = sorted({int(m.split('@')[1]) for m in metrics})
         novelty = [(f"{mask.mean():.1%}", truth.loc[mask, 'item_id'].nunique(),
                     per_user_metrics(reco, truth[mask], ks)[metrics] if mask.any() else None) for mask in (cold, ~cold)]
-    return _segments(pu[metrics], counts, novelty, activity_bins, cold_max, ci, n_boot, alpha, seed)
+    return segment_table(pu[metrics], counts, novelty, activity_bins, cold_max, ci, n_boot, alpha, seed)
 
-def _segments(values:pd.DataFrame, # per-user metrics, one row per evaluated user
+def segment_table(values:pd.DataFrame, # per-user metrics, one row per evaluated user
               counts:np.ndarray, # train interactions of each user of `values`
               novelty:list|None, # for cold then warm holdout items: (share of holdout rows, items, per-user metrics or None)
               activity_bins, cold_max:int, ci:bool, n_boot:int, alpha:float, seed)->pd.DataFrame:
@@ -447,20 +447,27 @@ def _segments(values:pd.DataFrame, # per-user metrics, one row per evaluated use
     return res
 
 # %% ../nbs/09_evaluation.ipynb #09076ffb
-def plot_comparison(table:pd.DataFrame, # output of `compare` (or the `table` of a `GateResult`)
-                    metrics:Sequence[str]|None=None, # rows to draw; default the per-user (bootstrapped) ones
-                    title:str|None=None,
-                   ): # the matplotlib Figure
-    "Bars of both models' means with CI error bars, and the paired delta with its CI."
-    import matplotlib.pyplot as plt
+def _comparison_rows(table:pd.DataFrame, metrics)->pd.DataFrame:
+    "The rows of a `compare` table to draw: `metrics`, or the per-user (bootstrapped) ones."
     if not isinstance(table, pd.DataFrame) or not {'mean_a', 'mean_b', 'delta', 'ci_lower', 'ci_upper'} <= set(table.columns):
         raise DataError("plot_comparison needs the DataFrame returned by compare")
     if metrics is None: metrics = [m for m in table.index if not np.isnan(table.loc[m, 'ci_lower'])]
-    t = table.loc[list(metrics)]
+    return table.loc[list(metrics)]
+
+def plot_comparison(table:pd.DataFrame, # output of `compare` (or the `table` of a `GateResult`)
+                    metrics:Sequence[str]|None=None, # rows to draw; default the per-user (bootstrapped) ones
+                    title:str|None=None, # the figure's title; default '<challenger> against <champion>' on a figure of its own
+                    axes=None, # two matplotlib Axes (models, difference) to draw into; default a new figure
+                   )->np.ndarray: # the two Axes drawn on
+    "Bars of both models' means with CI error bars, and the paired delta with its CI."
+    import matplotlib.pyplot as plt
+    t = _comparison_rows(table, metrics)
     names = table.attrs.get('names', ('champion', 'challenger'))
     level = 1 - table.attrs.get('alpha', 0.05)
+    made = axes is None
+    if made: fig, axes = plt.subplots(1, 2, figsize=(9, 3.2))
+    ax1, ax2 = np.ravel(axes)
     x = np.arange(len(t))
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(9, 3.2))
     for off, col, lo, hi, name in ((-0.2, 'mean_a', 'a_lower', 'a_upper', names[0]), (0.2, 'mean_b', 'b_lower', 'b_upper', names[1])):
         err = np.vstack([t[col] - t[lo], t[hi] - t[col]]) if lo in t else None
         ax1.bar(x + off, t[col], width=0.4, yerr=err, capsize=3, label=name)
@@ -473,6 +480,6 @@ def plot_comparison(table:pd.DataFrame, # output of `compare` (or the `table` of
     ax2.set(xticks=x, xticklabels=t.index, xlim=(-0.5, len(t) - 0.5), ylabel='paired difference',
             title='Challenger minus champion (green: significant)')
     ax2.legend(fontsize=8)
-    fig.suptitle(title or f"{names[1]} against {names[0]}")
-    fig.tight_layout()
-    return fig
+    if made or title: ax1.figure.suptitle(title or f"{names[1]} against {names[0]}")
+    if made: ax1.figure.tight_layout()
+    return np.array([ax1, ax2])

@@ -18,7 +18,7 @@ import pyarrow.parquet as pq
 from tqdm.auto import tqdm
 
 import recsys_lib
-from .core import DataError, DestinationError, _check_destination, atomic_path, json_marker, sha256_file, write_json
+from .core import DataError, DestinationError, check_destination, atomic_path, json_marker, sha256_file, write_json
 from .models import Recommender, topk
 
 # %% auto #0
@@ -44,15 +44,25 @@ def topk_torch(scores, # torch tensor (users, items); -inf marks items that must
 
 # %% ../nbs/05_inference.ipynb #527b3db8
 def _block_topk(model:Recommender, users:np.ndarray, k:int, exclude_seen:bool, mask, backend:str, device:str):
-    if backend == 'numpy': return model._topk_block(users, k, exclude_seen, mask)
+    if backend == 'numpy': return model.topk_block(users, k, exclude_seen, mask)
     import torch
-    scores = torch.as_tensor(np.asarray(model._score_users(users), dtype='float32')).to(device)
+    scores = torch.as_tensor(model.score_block(users)).to(device)
     if exclude_seen:
         seen = model.seen_[users]
         rows = torch.as_tensor(np.repeat(np.arange(len(users)), np.diff(seen.indptr)), device=device)
         scores[rows, torch.as_tensor(seen.indices, device=device, dtype=torch.long)] = -torch.inf
     if mask is not None: scores[:, torch.as_tensor(~mask, device=device)] = -torch.inf
     return topk_torch(scores, k)
+
+def _run_manifest(model:Recommender, n_users:int, n_fallback:int, k:int, exclude_seen:bool, rows:int, seconds:float,
+                  folder:Path, files:list)->dict:
+    "What `batch_recommend` wrote into `folder`: counts, the model and its training data, speed, and each part's SHA-256."
+    return {'rows': rows, 'users': int(n_users), 'fallback_users': n_fallback, 'k': k,
+            'exclude_seen': exclude_seen, 'model': model.name, 'train_fingerprint': model.train_fingerprint_,
+            'recsys_lib_version': recsys_lib.__version__, 'seconds': round(seconds, 3),
+            'users_per_second': round(n_users / max(seconds, 1e-9), 1),
+            'created_at': datetime.now(timezone.utc).isoformat(timespec='seconds'),
+            'files': {f: sha256_file(folder/f) for f in files}}
 
 def _table(model:Recommender, ids:np.ndarray, items:np.ndarray, scores:np.ndarray, fallback:bool)->pa.Table:
     rows, ranks = np.nonzero(items >= 0)
@@ -67,17 +77,17 @@ def batch_recommend(model:Recommender, # a fitted or loaded model
                     k:int=10, # items per user
                     exclude_seen:bool=True, # mask what each user interacted with in training
                     items=None, # candidate item ids; default the whole catalogue
-                    batch_size:int=4096, # users per block: peak memory ~ batch_size x n_items x 4 bytes
+                    block_users:int=4096, # users scored at once: peak memory ~ block_users x n_items x 4 bytes
                     backend:str='numpy', # 'numpy' (argpartition) or 'torch' (torch.topk on `device`)
                     device:str='cpu', # torch device for backend='torch', e.g. 'cuda'
                     progress:bool=True, # tqdm bar with users/s
                    )->dict: # the run's manifest
     "Score users block by block and stream each block's top-`k` to Parquet part files."
-    mask = model._check_request(k, items, 'batch_recommend')
+    mask = model.check_request(k, items, 'batch_recommend')
     if backend not in ('numpy', 'torch'): raise DataError(f"backend={backend!r}; expected 'numpy' or 'torch'")
-    if batch_size < 1: raise DataError(f"batch_size={batch_size}; expected a positive integer")
+    if block_users < 1: raise DataError(f"block_users={block_users}; expected a positive integer")
     ids = model.user_map_.ids.to_numpy() if users is None else np.atleast_1d(np.asarray(users))
-    codes = model._user_codes(ids)  # -1: unknown or cold users, who get the popularity fallback
+    codes = model.user_codes(ids)  # -1: unknown or cold users, who get the popularity fallback
     known = np.flatnonzero(codes >= 0)
     start, files, rows = time.perf_counter(), [], 0
     with atomic_path(dest, is_dir=True, previous=json_marker('_manifest.json', 'files')) as tmp:
@@ -86,23 +96,18 @@ def batch_recommend(model:Recommender, # a fitted or loaded model
             f = tmp/f'part-{len(files):05d}.parquet'
             pq.write_table(table, f); files.append(f.name); rows += table.num_rows
         with tqdm(total=len(ids), unit='user', unit_scale=True, desc='batch_recommend', disable=not progress) as bar:
-            for s in range(0, len(known), batch_size):
-                block = known[s:s + batch_size]
+            for s in range(0, len(known), block_users):
+                block = known[s:s + block_users]
                 write(_table(model, ids[block], *_block_topk(model, codes[block], k, exclude_seen, mask, backend, device), fallback=False))
                 bar.update(len(block))
             unknown = np.flatnonzero(codes < 0)
             if len(unknown):
-                pop_items, pop_scores = model._popular_topk(k, mask)
+                pop_items, pop_scores = model.popular_topk(k, mask)
                 n = len(unknown)
                 write(_table(model, ids[unknown], np.repeat(pop_items, n, 0), np.repeat(pop_scores, n, 0), fallback=True))
                 bar.update(n)
         seconds = time.perf_counter() - start
-        manifest = {'rows': rows, 'users': int(len(ids)), 'fallback_users': int((codes < 0).sum()), 'k': k,
-                    'exclude_seen': exclude_seen, 'model': model.name, 'train_fingerprint': model.train_fingerprint_,
-                    'recsys_lib_version': recsys_lib.__version__, 'seconds': round(seconds, 3),
-                    'users_per_second': round(len(ids) / max(seconds, 1e-9), 1),
-                    'created_at': datetime.now(timezone.utc).isoformat(timespec='seconds'),
-                    'files': {f: sha256_file(tmp/f) for f in files}}
+        manifest = _run_manifest(model, len(ids), int((codes < 0).sum()), k, exclude_seen, rows, seconds, tmp, files)
         write_json(tmp/'_manifest.json', manifest)
     return manifest
 
@@ -140,6 +145,7 @@ def _read_folder(folder:Path, shown:Path)->pd.DataFrame:
     if 'fallback' not in df: df['fallback'] = pd.array([pd.NA] * len(df), dtype='boolean')
     return df
 
+# %% ../nbs/05_inference.ipynb #ac2ee332
 @contextlib.contextmanager
 def _shared_lock(folder:Path):
     "Hold a shared `flock` on `folder` while it is read: publishing deletes no version that a reader holds."
@@ -184,7 +190,7 @@ def _check_publish_destination(dest:Path):
     if dest.is_symlink():
         if _is_our_link(dest): return
         raise DestinationError(f"{dest} is a symbolic link to {os.readlink(dest)} that publishing did not make; remove it or publish elsewhere")
-    _check_destination(dest, is_dir=True, previous=_is_output)   # the same refusals as every other writer's
+    check_destination(dest, is_dir=True, previous=_is_output)   # the same refusals as every other writer's
 
 @contextlib.contextmanager
 def _publish_lock(versions:Path):
@@ -205,6 +211,7 @@ def _exchange(a:Path, b:Path)->bool:
     if err in (errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP): return False
     raise OSError(err, os.strerror(err), str(a), None, str(b))
 
+# %% ../nbs/05_inference.ipynb #67c07861
 def _remove(path:Path):
     "Delete a file, link or folder tree of ours, whichever it is."
     if path.is_dir() and not path.is_symlink(): shutil.rmtree(path)
@@ -233,7 +240,7 @@ def _point(dest:Path, version:Path):
     shutil.rmtree(old)
 
 # %% ../nbs/05_inference.ipynb #c17b474e
-def publish_output(src:Path|str, # a checked `batch_recommend` (or `spark_batch_recommend`) output folder
+def publish_output(src:Path|str, # a checked `batch_recommend` (or `batch_recommend_spark`) output folder
                    dest:Path|str, # where consumers read it: becomes a symbolic link to the newest version
                    keep:int=3, # versions kept, the newest included, for readers that take no lock
                   )->Path: # `dest`

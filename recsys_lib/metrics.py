@@ -16,7 +16,7 @@ import pandas as pd
 from .core import DataError
 
 # %% auto #0
-__all__ = ['ACCURACY_METRICS', 'per_user_metrics', 'calc_metrics']
+__all__ = ['ACCURACY_METRICS', 'as_ks', 'ideal_dcg', 'per_user_metrics', 'calc_metrics']
 
 # %% ../nbs/03_metrics.ipynb #5a43f3de
 ACCURACY_METRICS = ('precision', 'recall', 'ndcg', 'map', 'mrr', 'hit_rate')
@@ -39,8 +39,8 @@ def _check_same_kind(a:pd.Series, b:pd.Series, what:str):
     if len(a) and len(b) and pd.api.types.is_numeric_dtype(a) != pd.api.types.is_numeric_dtype(b):
         raise DataError(f"{what} holds {a.dtype} values in one table and {b.dtype} in the other, so none could match")
 
-def _as_ks(k) -> list[int]:
-    "Cut-offs as a sorted list of distinct positive ints."
+def as_ks(k) -> list[int]:
+    "Cut-offs as a sorted list of distinct positive ints: `as_ks([10, 1, 10])` is `[1, 10]`; the Spark metrics and evaluation read `k` the same way."
     ks = list(k) if hasattr(k, '__iter__') and not isinstance(k, (str, bytes)) else [k]
     bad = [x for x in ks if isinstance(x, bool) or not isinstance(x, (int, np.integer)) or x <= 0]
     if not ks or bad: raise DataError(f"k must be a positive int or a sequence of positive ints, got {k!r}")
@@ -169,8 +169,8 @@ def _pairs(A:_IdMap, B:_IdMap, n:int, seen_b:bool=False) -> _Pairs:
     return _Pairs(keys, na, nb, keys[dup + 1] // nb if len(dup) else dup, seen)
 
 # %% ../nbs/03_metrics.ipynb #b1dbd2a5
-def _ideal_dcg(kmax:int) -> np.ndarray:
-    "Ideal DCG of n hits, n = 0..kmax: the sum of 1/log2(j+1) for j = 1..n."
+def ideal_dcg(kmax:int) -> np.ndarray:
+    "Ideal DCG of n hits, n = 0..kmax: the sum of 1/log2(j+1) for j = 1..n (the NDCG denominators, shared with the Spark metrics)."
     return np.r_[0., np.cumsum(1 / np.log2(np.arange(2, kmax + 2)))]
 
 @dataclass
@@ -189,7 +189,7 @@ class _Eval:
 
 def _evaluate(reco, truth, k, users, need_items=False) -> _Eval:
     "Validate, code, and find the hits of the rows of the evaluated users ranked <= max(k)."
-    ks = _as_ks(k)
+    ks = as_ks(k)
     if users not in ('truth', 'common'): raise DataError(f"users must be 'truth' or 'common', got {users!r}")
     _check_frame(truth, 'truth', ['user_id', 'item_id'])
     if not len(truth): raise DataError("truth is empty: there is nothing to evaluate against")
@@ -235,7 +235,7 @@ def _per_user(e:_Eval) -> dict[str, np.ndarray]:
     if len(hu):
         firsts = np.r_[True, hu[1:] != hu[:-1]]
         first[hu[firsts]] = hr[firsts]
-    gain, prec_at_hit, ideal = 1 / np.log2(r + 1), hits_upto / r, _ideal_dcg(e.ks[-1])
+    gain, prec_at_hit, ideal = 1 / np.log2(r + 1), hits_upto / r, ideal_dcg(e.ks[-1])
     out = {}
     for k in e.ks:
         m = h & (r <= k)

@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
+from fastcore.basics import patch
 
 import recsys_lib
 from .core import ConfigError, DataError, RecsysError, atomic_path, json_marker, sha256_file, write_json
@@ -22,8 +23,10 @@ from .data import IdMap, Interactions
 log = logging.getLogger(__name__)
 
 # %% auto #0
-__all__ = ['log', 'ARTIFACT_FORMAT', 'MODELS', 'topk', 'NotFittedError', 'Recommender', 'relative_popularity', 'ArtifactError',
-           'model_class', 'verify_manifest', 'read_manifest', 'read_config', 'load_model', 'Popularity']
+__all__ = ['log', 'ARTIFACT_FORMAT', 'MODELS', 'RESAVE_HINT', 'topk', 'NotFittedError', 'id_kind', 'Recommender',
+           'id_kind_message', 'relative_popularity', 'ArtifactError', 'missing_extra_error', 'model_class',
+           'read_json_object', 'artifact_field', 'verify_manifest', 'read_manifest', 'check_artifact_params',
+           'model_from_params', 'one_line_error', 'read_config', 'read_idmap', 'load_model', 'Popularity']
 
 # %% ../nbs/04_models.ipynb #6a6942b9
 def topk(scores:np.ndarray, # (users, items) block; -inf marks items that must not be returned
@@ -49,18 +52,27 @@ def topk(scores:np.ndarray, # (users, items) block; -inf marks items that must n
 class NotFittedError(RecsysError, RuntimeError):
     "A model was asked to recommend, score or save before `fit`."
 
-def _id_kind(ids)->str:
+def id_kind(ids)->str:
+    "The kind of `ids`: 'int' for integers, 'str' for anything else (a model is trained on one kind)."
     return 'int' if pd.api.types.is_integer_dtype(pd.Index(ids)) else 'str'
 
 # %% ../nbs/04_models.ipynb #783de32a
 class Recommender:
     "Base class of every recsys_lib model."
     name = None  # the model's key in `MODELS`, recorded in its artifacts
-    batch_size = 2048  # users scored per block: bounds memory at batch_size x n_items floats
+    block_users = 2048  # users scored at once by `recommend` and `score`: peak memory ~ block_users x n_items x 4 bytes
 
     def get_params(self)->dict:
         "The `__init__` arguments of this model, by name."
         return {n: getattr(self, n) for n in inspect.signature(type(self).__init__).parameters if n != 'self'}
+
+    def set_params(self, **params)->Recommender:
+        "Change parameters by name and return the model, as scikit-learn's `set_params`; a name `__init__` does not take is an error."
+        known = self.get_params()
+        if unknown := [k for k in params if k not in known]:
+            raise ConfigError(f"{type(self).__name__} has no parameter {unknown[0]!r}; its parameters are {', '.join(known) or 'none'}")
+        for k, v in params.items(): setattr(self, k, v)
+        return self
 
     def __repr__(self): return f"{type(self).__name__}({', '.join(f'{k}={v!r}' for k, v in self.get_params().items())})"
 
@@ -70,17 +82,6 @@ class Recommender:
     def _state(self)->dict: return {}
     def _set_state(self, arrays:dict): pass
     def _fallback_scores(self)->np.ndarray: return relative_popularity(self.item_popularity_)
-
-    def fit(self, train:Interactions, valid:Interactions|None=None)->Recommender:
-        "Learn from `train`; `valid` (same id maps) is used by models that stop early."
-        if not isinstance(train, Interactions): raise DataError(f"fit expects Interactions, got {type(train).__name__}")
-        if len(train) == 0: raise DataError("cannot fit on an empty training set")
-        self.user_map_, self.item_map_ = train.user_map, train.item_map
-        self.seen_ = train.to_csr(binary=True)
-        self.item_popularity_ = np.asarray(self.seen_.sum(0)).ravel().astype('float32')
-        self.train_fingerprint_ = train.fingerprint()
-        self._fit(train, valid)
-        return self
 
     @property
     def is_fitted(self): return hasattr(self, 'item_map_')
@@ -92,32 +93,48 @@ class Recommender:
     def _check_fitted(self, what):
         if not self.is_fitted: raise NotFittedError(f"{type(self).__name__} must be fit (or loaded) before {what}")
 
+# %% ../nbs/04_models.ipynb #13cd130e
+@patch
+def fit(self:Recommender, train:Interactions, valid:Interactions|None=None)->Recommender:
+    "Learn from `train`; `valid` (same id maps) is used by models that stop early."
+    if not isinstance(train, Interactions): raise DataError(f"fit expects Interactions, got {type(train).__name__}")
+    if len(train) == 0: raise DataError("cannot fit on an empty training set")
+    self.user_map_, self.item_map_ = train.user_map, train.item_map
+    self.seen_ = train.to_csr(binary=True)
+    self.item_popularity_ = np.asarray(self.seen_.sum(0)).ravel().astype('float32')
+    self.train_fingerprint_ = train.fingerprint()
+    self._fit(train, valid)
+    return self
+
 # %% ../nbs/04_models.ipynb #f838aeb9
-def _id_kind_message(what:str, # the argument's name: 'users' or 'items'
-                     example, # one of the model's ids; its type is the kind the model expects
-                    )->str:
+def id_kind_message(what:str, # the argument's name: 'users' or 'items'
+                    example, # one of the model's ids; its type is the kind the model expects
+                   )->str:
     "What to say when `what` are ids of the other kind than the model's: the kind it expects, and the conversion."
     example, v = np.asarray(example).item(), what[0]
-    if _id_kind([example]) == 'str':
+    if id_kind([example]) == 'str':
         return (f"{what} are int ids but the model was trained on str ids (e.g. {example!r}); "
                 f"pass them as strings: [str({v}) for {v} in {what}] (str(7) is '7', never '007')")
     return (f"{what} are str ids but the model was trained on int ids (e.g. {example!r}); "
             f"pass them as integers: [int({v}) for {v} in {what}] (right only because the model's ids are ints: "
             f"'007' and '7' are different str ids, and both become 7)")
 
+@patch
 def _codes(self:Recommender, ids, idmap:IdMap, what:str)->np.ndarray:
     ids = pd.Index(np.atleast_1d(np.asarray(ids)))
     if len(ids) == 0: raise DataError(f"{what} is empty; pass at least one id")
-    if _id_kind(ids) != _id_kind(idmap.ids): raise DataError(_id_kind_message(what, idmap.ids[0]))
+    if id_kind(ids) != id_kind(idmap.ids): raise DataError(id_kind_message(what, idmap.ids[0]))
     return idmap.to_codes(ids, unknown='mark')
 
-def _user_codes(self:Recommender, users)->np.ndarray:
-    "Codes of `users`, -1 for users unknown to the model or without training interactions (cold)."
+@patch
+def user_codes(self:Recommender, users)->np.ndarray:
+    "Codes of the user ids `users`; -1 for users unknown to the model or without training interactions (cold), who get the fallback."
     codes = self._codes(users, self.user_map_, 'users')
     cold = np.diff(self.seen_.indptr) == 0
     codes[(codes >= 0) & cold[np.maximum(codes, 0)]] = -1
     return codes
 
+@patch
 def _candidate_mask(self:Recommender, items)->np.ndarray|None:
     "Boolean mask of the catalogue restricted to `items`; unknown items are skipped with a warning."
     if items is None: return None
@@ -127,8 +144,6 @@ def _candidate_mask(self:Recommender, items)->np.ndarray|None:
     mask[codes[codes >= 0]] = True
     return mask
 
-Recommender._codes, Recommender._user_codes, Recommender._candidate_mask = _codes, _user_codes, _candidate_mask
-
 # %% ../nbs/04_models.ipynb #7ac740eb
 def relative_popularity(counts:np.ndarray, # interactions (or users) per item
                        )->np.ndarray: # float32 count / max count: 1.0 for the most popular item, 0 for items without any
@@ -137,8 +152,13 @@ def relative_popularity(counts:np.ndarray, # interactions (or users) per item
     return (counts / max(counts.max(), 1)).astype('float32')
 
 # %% ../nbs/04_models.ipynb #5f600d78
-def _check_request(self:Recommender, k, items, what:str)->np.ndarray|None:
-    "Validate a top-k request; return the candidate mask (None: the whole catalogue)."
+@patch
+def check_request(self:Recommender,
+                  k:int, # items per user
+                  items=None, # candidate item ids; None: the whole catalogue
+                  what:str='recommend', # the caller, named in errors
+                 )->np.ndarray|None: # the candidates' mask over item codes; None: every item
+    "Validate a top-`k` request once, before any block is scored."
     self._check_fitted(what)
     if not isinstance(k, (int, np.integer)) or k <= 0: raise DataError(f"k={k!r}; expected a positive integer")
     mask = self._candidate_mask(items)
@@ -146,67 +166,90 @@ def _check_request(self:Recommender, k, items, what:str)->np.ndarray|None:
     if k > n_cand: raise DataError(f"k={k} is larger than the {n_cand} candidate items; ask for at most {n_cand}")
     return mask
 
-def _topk_block(self:Recommender, users:np.ndarray, k:int, exclude_seen:bool=True, mask:np.ndarray|None=None):
-    "Top-k item codes and scores for one block of known user codes: score, mask, select."
-    scores = np.require(self._score_users(users), 'float32', ['C', 'W'])  # copies only read-only or other-typed blocks
+@patch
+def score_block(self:Recommender,
+                users:np.ndarray, # user codes with training interactions (`user_codes` >= 0)
+               )->np.ndarray: # (users, items) float32, C-ordered and writable; seen items are not masked
+    "The model's scores of every item for a block of users: the scoring hook of batch scorers."
+    return np.require(self._score_users(users), 'float32', ['C', 'W'])  # copies only read-only or other-typed blocks
+
+@patch
+def topk_block(self:Recommender,
+               users:np.ndarray, # user codes with training interactions
+               k:int, # items per user
+               exclude_seen:bool=True, # mask what each user interacted with in training
+               mask:np.ndarray|None=None, # candidates, from `check_request`
+              )->tuple[np.ndarray, np.ndarray]: # (item codes, scores), each (users, k), as from `topk`
+    "Top-`k` item codes and scores for one block of users: `score_block`, mask, `topk`."
+    scores = self.score_block(users)
     if exclude_seen:
         seen = self.seen_[users]
         scores[np.repeat(np.arange(len(users)), np.diff(seen.indptr)), seen.indices] = -np.inf
     if mask is not None: scores[:, ~mask] = -np.inf
     return topk(scores, k)
 
-def _popular_topk(self:Recommender, k:int, mask:np.ndarray|None=None):
-    "The fallback ranking for unknown or cold users: one row of top-k item codes and relative-popularity scores."
+# %% ../nbs/04_models.ipynb #bd2ea3c8
+@patch
+def popular_topk(self:Recommender, k:int, mask:np.ndarray|None=None)->tuple[np.ndarray, np.ndarray]:
+    "The fallback ranking of unknown and cold users: one row of top-`k` item codes and relative-popularity scores."
     pop = np.array(self._fallback_scores(), dtype='float32')[None]
     if mask is not None: pop[:, ~mask] = -np.inf
     return topk(pop, k)
 
-def _topk_codes(self:Recommender, users:np.ndarray, k:int, exclude_seen:bool, mask:np.ndarray|None):
-    "Top-k item codes and scores for known user codes, block by block."
-    blocks = [self._topk_block(users[s:s + self.batch_size], k, exclude_seen, mask) for s in range(0, len(users), self.batch_size)]
-    return np.concatenate([b[0] for b in blocks]), np.concatenate([b[1] for b in blocks])
+# %% ../nbs/04_models.ipynb #c0bddb1c
+@patch
+def _block_users(self:Recommender, block_users)->int:
+    "`block_users`, or the model's default for None, checked."
+    n = self.block_users if block_users is None else block_users
+    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1: raise DataError(f"block_users={n!r}; expected a positive integer")
+    return int(n)
 
-def _recommend(self:Recommender,
-               users, # external user ids
-               k:int=10, # items per user
-               exclude_seen:bool=True, # never recommend what the user interacted with in training
-               items=None, # restrict to these candidate item ids (default: the whole catalogue)
-              )->pd.DataFrame: # user_id, item_id, score, rank (1-based), fallback (True: popularity rows); best first
+@patch
+def recommend(self:Recommender,
+              users, # external user ids
+              k:int=10, # items per user
+              exclude_seen:bool=True, # never recommend what the user interacted with in training
+              items=None, # restrict to these candidate item ids (default: the whole catalogue)
+              block_users:int|None=None, # users scored at once; default the model's `block_users`
+             )->pd.DataFrame: # user_id, item_id, score, rank (1-based), fallback (True: popularity rows); best first
     "Top-`k` items for each user, in external ids."
-    mask = self._check_request(k, items, 'recommend')
+    mask, n = self.check_request(k, items, 'recommend'), self._block_users(block_users)
     ids = np.atleast_1d(np.asarray(users))
-    codes = self._user_codes(ids)
+    codes = self.user_codes(ids)
     known = codes >= 0
     items_out = np.full((len(codes), k), -1); scores_out = np.full((len(codes), k), -np.inf, dtype='float32')
-    if known.any(): items_out[known], scores_out[known] = self._topk_codes(codes[known], k, exclude_seen, mask)
+    known_rows = np.flatnonzero(known)
+    for s in range(0, len(known_rows), n):
+        block = known_rows[s:s + n]
+        items_out[block], scores_out[block] = self.topk_block(codes[block], k, exclude_seen, mask)
     if (~known).any():
         log.info("%d of %d users are unknown or cold: they get the popularity ranking", int((~known).sum()), len(codes))
-        items_out[~known], scores_out[~known] = self._popular_topk(k, mask)
+        items_out[~known], scores_out[~known] = self.popular_topk(k, mask)
     rows, ranks = np.nonzero(items_out >= 0)
     return pd.DataFrame({'user_id': ids[rows], 'item_id': self.item_map_.to_ids(items_out[rows, ranks]),
                          'score': scores_out[rows, ranks], 'rank': (ranks + 1).astype('int32'), 'fallback': ~known[rows]})
 
-Recommender._check_request, Recommender._topk_block = _check_request, _topk_block
-Recommender._popular_topk, Recommender._topk_codes = _popular_topk, _topk_codes
-Recommender.recommend = _recommend
-
 # %% ../nbs/04_models.ipynb #767950c5
-def _score(self:Recommender, users, items)->np.ndarray:
+@patch
+def score(self:Recommender,
+          users, # external user ids
+          items, # external item ids, one per user: the pairs (users[i], items[i])
+          block_users:int|None=None, # users scored at once; default the model's `block_users`
+         )->np.ndarray: # float32, one per pair
     "Scores of the (users[i], items[i]) pairs; NaN where the user is unknown or cold, or the item unknown."
     self._check_fitted('score')
-    u = self._user_codes(users); i = self._codes(items, self.item_map_, 'items')
+    n = self._block_users(block_users)
+    u = self.user_codes(users); i = self._codes(items, self.item_map_, 'items')
     if len(u) != len(i): raise DataError(f"users and items must pair up; got {len(u)} users and {len(i)} items")
     out = np.full(len(u), np.nan, dtype='float32')
     ok = (u >= 0) & (i >= 0)
     uniq, inv = np.unique(u[ok], return_inverse=True)
     ok_idx = np.flatnonzero(ok)
-    for start in range(0, len(uniq), self.batch_size):
-        sel = (inv >= start) & (inv < start + self.batch_size)
-        block = np.asarray(self._score_users(uniq[start:start + self.batch_size]))
+    for start in range(0, len(uniq), n):
+        sel = (inv >= start) & (inv < start + n)
+        block = np.asarray(self._score_users(uniq[start:start + n]))
         out[ok_idx[sel]] = block[inv[sel] - start, i[ok][sel]]
     return out
-
-Recommender.score = _score
 
 # %% ../nbs/04_models.ipynb #c20aa5c7
 ARTIFACT_FORMAT = 1
@@ -222,8 +265,15 @@ MODELS = {
     'sasrec': 'recsys_lib.sasrec:SASRec',
 }
 
-# optional packages that a model's module imports when it is imported, and the extra of pyproject.toml that installs each
-_EXTRA_OF = {'torch': 'train', 'pytorch_lightning': 'train', 'lightning_fabric': 'train'}
+# optional packages that a model imports (its module, or `fit`), and the extra of pyproject.toml that installs each
+_EXTRA_OF = {'torch': 'train', 'pytorch_lightning': 'train', 'lightning_fabric': 'train', 'implicit': 'train'}
+
+def missing_extra_error(what:str, # who needs the package, e.g. "model 'sasrec'"
+                        package:str, # the missing package's import name, a key of `_EXTRA_OF`
+                       )->ConfigError:
+    "The error for an optional package that is not installed: it names the extra that installs it, and the command."
+    extra = _EXTRA_OF[package]
+    return ConfigError(f"{what} needs the {extra} extra ({package} is missing): pip install 'recsys_lib[{extra}]'")
 
 def model_class(name:str)->type:
     "The model class registered as `name` in `MODELS`, imported on first use (so torch loads only for SASRec)."
@@ -233,11 +283,11 @@ def model_class(name:str)->type:
     except ImportError as e:
         missing = (e.name or '').partition('.')[0]
         if missing not in _EXTRA_OF: raise
-        extra = _EXTRA_OF[missing]
-        raise ConfigError(f"model {name!r} needs the {extra} extra ({missing} is missing): pip install 'recsys_lib[{extra}]'") from None
+        raise missing_extra_error(f"model {name!r}", missing) from None
 
 # %% ../nbs/04_models.ipynb #a28981b9
-def _save(self:Recommender, path:Path|str)->Path:
+@patch
+def save(self:Recommender, path:Path|str)->Path:
     "Write the fitted model to the folder `path`, atomically."
     self._check_fitted('save')
     if self.name not in MODELS: raise ArtifactError(f"{type(self).__name__}.name={self.name!r} is not registered in MODELS; only registered models can be saved")
@@ -253,27 +303,25 @@ def _save(self:Recommender, path:Path|str)->Path:
         write_json(tmp/'manifest.json', {
             'format_version': ARTIFACT_FORMAT, 'recsys_lib_version': recsys_lib.__version__,
             'model': self.name, 'created_at': datetime.now(timezone.utc).isoformat(timespec='seconds'),
-            'train_fingerprint': self.train_fingerprint_, 'user_id_kind': _id_kind(self.user_map_.ids),
-            'item_id_kind': _id_kind(self.item_map_.ids), 'files': {f: sha256_file(tmp/f) for f in files}})
+            'train_fingerprint': self.train_fingerprint_, 'user_id_kind': id_kind(self.user_map_.ids),
+            'item_id_kind': id_kind(self.item_map_.ids), 'files': {f: sha256_file(tmp/f) for f in files}})
     return path
 
-Recommender.save = _save
-
 # %% ../nbs/04_models.ipynb #922728cc
-_REDO = "save the model again rather than editing its files"
+RESAVE_HINT = "save the model again rather than editing its files"  # ends every error about an edited artifact
 _SHA256 = re.compile('[0-9a-f]{64}')
 
-def _json_object(f:Path)->dict:
+def read_json_object(f:Path)->dict:
     "The JSON object in the artifact file `f`; anything else is an `ArtifactError` naming it."
     try: obj = json.loads(f.read_text())
     except (ValueError, OSError) as e: raise ArtifactError(f"{f} is not valid JSON ({e})") from None
-    if not isinstance(obj, dict): raise ArtifactError(f"{f} holds a {type(obj).__name__}; expected a JSON object: {_REDO}")
+    if not isinstance(obj, dict): raise ArtifactError(f"{f} holds a {type(obj).__name__}; expected a JSON object: {RESAVE_HINT}")
     return obj
 
-def _field(obj:dict, key:str, kind:type, f:Path, expected:str):
+def artifact_field(obj:dict, key:str, kind:type, f:Path, expected:str):
     "`obj[key]` from the artifact file `f` when it is a `kind`; otherwise an `ArtifactError` naming the file and the key."
-    if key not in obj: raise ArtifactError(f"{f}: {key!r} is missing; expected {expected}: {_REDO}")
-    if not isinstance(obj[key], kind): raise ArtifactError(f"{f}: {key!r} is a {type(obj[key]).__name__}; expected {expected}: {_REDO}")
+    if key not in obj: raise ArtifactError(f"{f}: {key!r} is missing; expected {expected}: {RESAVE_HINT}")
+    if not isinstance(obj[key], kind): raise ArtifactError(f"{f}: {key!r} is a {type(obj[key]).__name__}; expected {expected}: {RESAVE_HINT}")
     return obj[key]
 
 def _refuse_links(path:Path):
@@ -281,23 +329,24 @@ def _refuse_links(path:Path):
     for folder, dirs, files in os.walk(path):  # a link to a folder is listed in `dirs` and never entered
         for name in dirs + files:
             if (p := Path(folder)/name).is_symlink():
-                raise ArtifactError(f"{p} is a symbolic link (to {os.readlink(p)}); an artifact holds only its own files: {_REDO}")
+                raise ArtifactError(f"{p} is a symbolic link (to {os.readlink(p)}); an artifact holds only its own files: {RESAVE_HINT}")
 
+# %% ../nbs/04_models.ipynb #f5c6bdba
 def verify_manifest(path:Path|str)->dict:
     "The manifest of the artifact folder `path`, with every listed file inside it, present and matching its SHA-256."
     path = Path(path)
     if not (path/'manifest.json').is_file(): raise ArtifactError(f"{path} is not a model artifact: manifest.json is missing")
     _refuse_links(path)
-    manifest = _json_object(path/'manifest.json')
+    manifest = read_json_object(path/'manifest.json')
     version = manifest.get('format_version')
     if type(version) is not int or version != ARTIFACT_FORMAT:  # `type`, not ==: JSON true equals 1 in Python
         raise ArtifactError(f"{path} has artifact format {version!r}; this recsys_lib reads format {ARTIFACT_FORMAT}")
-    files = _field(manifest, 'files', dict, path/'manifest.json', "an object mapping file names to SHA-256 digests")
-    _field(manifest, 'train_fingerprint', str, path/'manifest.json', "the fingerprint of the training data")
+    files = artifact_field(manifest, 'files', dict, path/'manifest.json', "an object mapping file names to SHA-256 digests")
+    artifact_field(manifest, 'train_fingerprint', str, path/'manifest.json', "the fingerprint of the training data")
     root = path.resolve()
     for name, digest in files.items():
         if not isinstance(digest, str) or not _SHA256.fullmatch(digest):
-            raise ArtifactError(f"{path}/manifest.json: the SHA-256 of {name!r} is {digest!r}; expected 64 hex digits: {_REDO}")
+            raise ArtifactError(f"{path}/manifest.json: the SHA-256 of {name!r} is {digest!r}; expected 64 hex digits: {RESAVE_HINT}")
         f = path/name
         if Path(name).is_absolute() or '..' in Path(name).parts or not f.resolve().is_relative_to(root):
             raise ArtifactError(f"{path}/manifest.json lists {name!r}, outside the artifact")
@@ -312,22 +361,22 @@ def read_manifest(path:Path|str)->dict:
         raise ArtifactError(f"{path}/manifest.json does not list the files of a model artifact")
     for key in ('user_id_kind', 'item_id_kind'):  # absent from manifests written before the kinds were recorded
         if manifest.get(key, 'int') not in ('int', 'str'):
-            raise ArtifactError(f"{path}/manifest.json: {key!r} is {manifest[key]!r}; expected 'int' or 'str': {_REDO}")
+            raise ArtifactError(f"{path}/manifest.json: {key!r} is {manifest[key]!r}; expected 'int' or 'str': {RESAVE_HINT}")
     return manifest
 
 # %% ../nbs/04_models.ipynb #8fc8cb6b
-def _check_params(cls:type, params:dict, f:Path):
+def check_artifact_params(cls:type, params:dict, f:Path):
     "An `ArtifactError` naming the artifact file `f` when `params` holds a name that `cls`'s constructor does not take."
     accepted = [n for n in inspect.signature(cls.__init__).parameters if n != 'self']
     if unknown := [k for k in params if k not in accepted]:
-        raise ArtifactError(f"{f}: unknown parameter {unknown[0]!r} for {cls.__name__}; it accepts {', '.join(accepted) or 'none'}: {_REDO}")
+        raise ArtifactError(f"{f}: unknown parameter {unknown[0]!r} for {cls.__name__}; it accepts {', '.join(accepted) or 'none'}: {RESAVE_HINT}")
 
-def _new_model(cls:type, params:dict, f:Path):
+def model_from_params(cls:type, params:dict, f:Path):
     "`cls(**params)`, the parameters read from the artifact file `f`; a value the class rejects is an `ArtifactError` naming it."
     try: return cls(**params)
-    except (RecsysError, TypeError, ValueError) as e: raise ArtifactError(f"{f}: {cls.__name__}(**params) fails: {_one_line(e)}") from None
+    except (RecsysError, TypeError, ValueError) as e: raise ArtifactError(f"{f}: {cls.__name__}(**params) fails: {one_line_error(e)}") from None
 
-def _one_line(e:Exception, limit:int=300)->str:
+def one_line_error(e:Exception, limit:int=300)->str:
     "The exception `e` as one line of at most `limit` characters (torch's messages span lines)."
     text = ' '.join(f"{type(e).__name__}: {e}".split())
     return text if len(text) <= limit else text[:limit] + '...'
@@ -335,13 +384,13 @@ def _one_line(e:Exception, limit:int=300)->str:
 def read_config(path:Path|str)->dict:
     "The config.json of the model artifact folder `path`: a `model` registered in `MODELS` and `params` its constructor takes."
     f = Path(path)/'config.json'
-    config = _json_object(f)
-    name = _field(config, 'model', str, f, f"the name of a model ({', '.join(MODELS)})")
-    if name not in MODELS: raise ArtifactError(f"{f} names the unknown model {name!r}; known: {', '.join(MODELS)}: {_REDO}")
-    _check_params(model_class(name), _field(config, 'params', dict, f, "an object of the model's parameters"), f)
+    config = read_json_object(f)
+    name = artifact_field(config, 'model', str, f, f"the name of a model ({', '.join(MODELS)})")
+    if name not in MODELS: raise ArtifactError(f"{f} names the unknown model {name!r}; known: {', '.join(MODELS)}: {RESAVE_HINT}")
+    check_artifact_params(model_class(name), artifact_field(config, 'params', dict, f, "an object of the model's parameters"), f)
     return config
 
-def _read_idmap(f:Path)->IdMap:
+def read_idmap(f:Path)->IdMap:
     "`IdMap.load` of the artifact file `f`; a damaged map is an `ArtifactError` naming it."
     try: return IdMap.load(f)
     except DataError as e: raise ArtifactError(str(e) if str(f) in str(e) else f"{f}: {e}") from None
@@ -354,22 +403,18 @@ def _read_arrays(f:Path)->dict:
             return {k: z[k] for k in z.files}
     except (zipfile.BadZipFile, ValueError, OSError) as e: raise ArtifactError(f"{f} cannot be read ({e})") from None
 
-def load_model(path:Path|str)->Recommender:
-    "Load any registered model from the artifact folder `path`, verifying checksums first."
-    path = Path(path)
-    manifest = read_manifest(path)
-    config = read_config(path)
-    cls = model_class(config['model'])
-    model = _new_model(cls, config['params'], path/'config.json')
-    model.user_map_, model.item_map_ = _read_idmap(path/'user_map.json'), _read_idmap(path/'item_map.json')
+# %% ../nbs/04_models.ipynb #e84fa7ee
+def _check_id_maps(model:Recommender, manifest:dict, path:Path):
+    "The id maps just read agree with the id kinds of the manifest, and are not empty."
     for role, idmap in (('user', model.user_map_), ('item', model.item_map_)):
-        kind = _id_kind(idmap.ids)
+        kind = id_kind(idmap.ids)
         if manifest.get(f'{role}_id_kind', kind) != kind:
             raise ArtifactError(f"{path}/manifest.json records {role} ids of kind {manifest[f'{role}_id_kind']!r} "
                                 f"but {role}_map.json holds {kind} ids")
-        if len(idmap) == 0: raise ArtifactError(f"{path}/{role}_map.json holds no ids: {_REDO}")
-    f = path/'arrays.npz'
-    arrays = _read_arrays(f)
+        if len(idmap) == 0: raise ArtifactError(f"{path}/{role}_map.json holds no ids: {RESAVE_HINT}")
+
+def _restore_training_data(model:Recommender, arrays:dict, f:Path):
+    "The seen interactions and item popularity of `arrays` (read from `f`) onto `model`, checked against its id maps."
     n_users, n_items = len(model.user_map_), len(model.item_map_)
     try:
         model.seen_ = sp.csr_matrix((np.ones(len(arrays['base.seen_indices']), 'float32'), arrays['base.seen_indices'],
@@ -378,26 +423,42 @@ def load_model(path:Path|str)->Recommender:
         model.item_popularity_ = arrays['base.item_popularity']
         if model.item_popularity_.shape != (n_items,):
             raise ValueError(f"'base.item_popularity' has shape {model.item_popularity_.shape}; the item map holds {n_items} items")
-    except KeyError as e: raise ArtifactError(f"{f} has no array {e.args[0]!r}: {_REDO}") from None
-    except (TypeError, ValueError) as e: raise ArtifactError(f"{f} does not hold valid training interactions: {_one_line(e)}") from None
-    model.train_fingerprint_ = manifest['train_fingerprint']
+    except KeyError as e: raise ArtifactError(f"{f} has no array {e.args[0]!r}: {RESAVE_HINT}") from None
+    except (TypeError, ValueError) as e: raise ArtifactError(f"{f} does not hold valid training interactions: {one_line_error(e)}") from None
+
+def _restore_state(model:Recommender, arrays:dict, f:Path):
+    "The model's own arrays onto `model`, checked by scoring one user over the whole catalogue."
+    name, n_items = type(model).__name__, len(model.item_map_)
     try:
         model._set_state({k[len('model.'):]: v for k, v in arrays.items() if k.startswith('model.')})
         # one user scored over the whole catalogue: arrays of the wrong size fail here, not at the first request
         n_scored = np.shape(model._score_users(np.arange(1)))
         if n_scored != (1, n_items): raise ValueError(f"it scores {n_scored[-1]} items; the item map holds {n_items}")
-    except KeyError as e: raise ArtifactError(f"{f} has no array {'model.' + str(e.args[0])!r}, which {cls.__name__} needs: {_REDO}") from None
+    except KeyError as e: raise ArtifactError(f"{f} has no array {'model.' + str(e.args[0])!r}, which {name} needs: {RESAVE_HINT}") from None
     except (AttributeError, IndexError, RuntimeError, TypeError, ValueError) as e:
-        raise ArtifactError(f"{f} does not hold a valid {cls.__name__} state: {_one_line(e)}") from None
+        raise ArtifactError(f"{f} does not hold a valid {name} state: {one_line_error(e)}") from None
+
+# %% ../nbs/04_models.ipynb #264dfeb1
+def load_model(path:Path|str)->Recommender:
+    "Load any registered model from the artifact folder `path`, verifying checksums first."
+    path = Path(path)
+    manifest = read_manifest(path)
+    config = read_config(path)
+    model = model_from_params(model_class(config['model']), config['params'], path/'config.json')
+    model.user_map_, model.item_map_ = read_idmap(path/'user_map.json'), read_idmap(path/'item_map.json')
+    _check_id_maps(model, manifest, path)
+    arrays = _read_arrays(path/'arrays.npz')
+    _restore_training_data(model, arrays, path/'arrays.npz')
+    model.train_fingerprint_ = manifest['train_fingerprint']
+    _restore_state(model, arrays, path/'arrays.npz')
     return model
 
-def _load(cls, path:Path|str)->Recommender:
+@patch(cls_method=True)
+def load(cls:Recommender, path:Path|str)->Recommender:
     "Load a model of this class from `path`; an artifact of another model is an error."
     model = load_model(path)
     if model.name != cls.name: raise ArtifactError(f"{path} holds a {type(model).__name__}, not a {cls.__name__}")
     return model
-
-Recommender.load = classmethod(_load)
 
 # %% ../nbs/04_models.ipynb #469e9c4d
 class Popularity(Recommender):

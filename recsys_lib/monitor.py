@@ -14,10 +14,11 @@ import pandas as pd
 
 from .core import ConfigError, DataError
 from .data import Interactions
+from .plotting import panel_axes
 
 # %% auto #0
-__all__ = ['PSI_EPS', 'DRIFT_THRESHOLDS', 'psi', 'binned_psi', 'score_shift', 'psi_band', 'DriftReport',
-           'drift_report_from_counts', 'drift_report', 'plot_drift']
+__all__ = ['PSI_EPS', 'DRIFT_THRESHOLDS', 'psi', 'binned_psi', 'TrafficBins', 'traffic_bins', 'score_shift', 'psi_band',
+           'DriftReport', 'drift_report_from_counts', 'drift_report', 'plot_drift']
 
 # %% ../nbs/09a_monitor.ipynb #1d444e6c
 PSI_EPS = 1e-4
@@ -87,8 +88,8 @@ def _ids(x, name:str)->pd.DataFrame:
     return df[['user_id', 'item_id']]
 
 @dataclass
-class _Traffic:
-    "Reference traffic bins of one id column, and the current window's traffic over them."
+class TrafficBins:
+    "Reference traffic bins of one id column, and the current window's traffic over them (`traffic_bins`)."
     table: pd.DataFrame   # per bin: ids, reference share, current share (over known ids)
     psi: float
     new_ids: int          # distinct current ids absent from the reference
@@ -106,7 +107,12 @@ def _check_counts(vc, name:str)->pd.Series:
     if (c < 0).any(): raise DataError(f"{name} holds negative counts")
     return vc[c > 0]
 
-def _traffic(ref:pd.Series, cur:pd.Series, n_bins:int, eps:float)->_Traffic:
+# %% ../nbs/09a_monitor.ipynb #ab838957
+def traffic_bins(ref:pd.Series, # the reference's interactions per id (e.g. train.item_id.value_counts())
+                 cur:pd.Series, # the current window's interactions per id
+                 n_bins:int, # groups of about equal reference traffic, head first
+                 eps:float=PSI_EPS, # the floor on a share inside the PSI
+                )->TrafficBins:
     "Bin the ids of `ref` (interactions per id) into `n_bins` groups of about equal traffic; compare `cur`'s counts over them."
     if isinstance(n_bins, bool) or not isinstance(n_bins, (int, np.integer)) or n_bins < 2:
         raise DataError(f"n_bins={n_bins!r}; expected an integer >= 2")
@@ -134,7 +140,7 @@ def _traffic(ref:pd.Series, cur:pd.Series, n_bins:int, eps:float)->_Traffic:
                          index=pd.Index(labels, name='reference traffic'))[used]
     value = psi(table['reference'].to_numpy(), table['current'].to_numpy(), eps) if n_known else float('nan')
     noise = (used.sum() - 1) * (1 / total + 1 / max(n_known, 1))
-    return _Traffic(table, value, int((~known).sum()), len(cur), float(1 - n_known / n_cur), float(noise))
+    return TrafficBins(table, value, int((~known).sum()), len(cur), float(1 - n_known / n_cur), float(noise))
 
 # %% ../nbs/09a_monitor.ipynb #67671dea
 def score_shift(scores_ref, # reference scores (array, Series, or a recommendations table with a `score` column)
@@ -239,7 +245,7 @@ def drift_report_from_counts(item_counts:tuple, # (reference, current): interact
             if not len(vc): raise DataError(f"{side} has no {what} interactions: there is nothing to compare")
         if pd.api.types.is_numeric_dtype(ref.index) != pd.api.types.is_numeric_dtype(cur.index):
             raise DataError(f"{what}_id holds {ref.index.dtype} values in train and {cur.index.dtype} in window, so none could match")
-        traffic[what] = _traffic(ref, cur, n_bins, eps)
+        traffic[what] = traffic_bins(ref, cur, n_bins, eps)
     items, users = traffic['item'], traffic['user']
     rows = []
     for name, t, what in (('psi_item_popularity', items, 'item-popularity'), ('psi_user_activity', users, 'user-activity')):
@@ -265,6 +271,7 @@ def drift_report_from_counts(item_counts:tuple, # (reference, current): interact
     reasons = [f"{r.check} = {r.value:.4f} > {r.threshold:g}: {_MEANING[r.check]}" for r in table.itertuples() if r.flagged]
     return DriftReport(table, bool(table['flagged'].any()), reasons, dists, th)
 
+# %% ../nbs/09a_monitor.ipynb #47231a71
 def drift_report(train:Interactions|pd.DataFrame, # the data the production model learnt from: user_id, item_id
                  window:Interactions|pd.DataFrame, # the new interactions to check
                  scores_ref=None, # optional reference model scores (array, or a table with a `score` column) ...
@@ -285,25 +292,28 @@ _XLABELS = {'item_popularity': 'bins of train traffic, most popular items first'
             'user_activity': 'bins of train traffic, most active users first'}
 _PSI_CHECK = {'item_popularity': 'psi_item_popularity', 'user_activity': 'psi_user_activity', 'scores': 'psi_scores'}
 
+def _drift_panel(ax, name:str, shares:pd.DataFrame, value:float):
+    "One distribution of a report: reference and current shares per bin, the PSI and its reading in the title."
+    x = np.arange(len(shares))
+    ax.bar(x - 0.2, shares['reference'], width=0.4, label='train (reference)')
+    ax.bar(x + 0.2, shares['current'], width=0.4, label='window (current)')
+    ax.set_title(f"{_PANEL_TITLES.get(name, name)}\nPSI {value:.3f} ({psi_band(value)})", fontsize=10)
+    ax.set_xticks(x, shares.index, rotation=60, ha='right', fontsize=7)
+    ax.set(xlabel=_XLABELS.get(name, shares.index.name), ylabel='share of interactions' if name != 'scores' else 'share of scores')
+
 def plot_drift(report:DriftReport, # the output of `drift_report`
-               title:str|None=None,
-              ): # the matplotlib Figure
+               title:str|None=None, # the figure's title; default (on its own figure) whether a retrain is due
+               axes=None, # one matplotlib Axes per distribution of the report; default a new figure
+              )->np.ndarray: # the Axes drawn on, one per distribution
     "Reference against current shares per bin, one panel per distribution of the report."
-    import matplotlib.pyplot as plt
     if not isinstance(report, DriftReport): raise DataError(f"plot_drift needs a DriftReport, got {type(report).__name__}")
     names = list(report.distributions)
-    fig, axes = plt.subplots(1, len(names), figsize=(4.2 * len(names), 3.4), squeeze=False)
+    panels, made = panel_axes(axes, len(names), (4.2 * len(names), 3.4), 'plot_drift')
     values = report.table.set_index('check')['value']
-    for ax, n in zip(axes[0], names):
-        d = report.distributions[n]
-        x = np.arange(len(d))
-        ax.bar(x - 0.2, d['reference'], width=0.4, label='train (reference)')
-        ax.bar(x + 0.2, d['current'], width=0.4, label='window (current)')
-        v = values.get(_PSI_CHECK[n], np.nan)
-        ax.set_title(f"{_PANEL_TITLES.get(n, n)}\nPSI {v:.3f} ({psi_band(v)})", fontsize=10)
-        ax.set_xticks(x, d.index, rotation=60, ha='right', fontsize=7)
-        ax.set(xlabel=_XLABELS.get(n, d.index.name), ylabel='share of interactions' if n != 'scores' else 'share of scores')
-    fig.suptitle(title or ('Drift: retrain due' if report.retrain_due else 'Drift: no retrain needed'))
+    for ax, n in zip(panels, names): _drift_panel(ax, n, report.distributions[n], values.get(_PSI_CHECK[n], np.nan))
+    fig = panels[0].figure
+    if made or title: fig.suptitle(title or ('Drift: retrain due' if report.retrain_due else 'Drift: no retrain needed'))
+    if not made: panels[0].legend(fontsize=8); return panels   # the caller's figure is left to the caller
     fig.tight_layout(rect=(0, 0, 1, 0.93))
-    fig.legend(*axes[0][0].get_legend_handles_labels(), loc='upper right', fontsize=8)
-    return fig
+    fig.legend(*panels[0].get_legend_handles_labels(), loc='upper right', fontsize=8)
+    return panels

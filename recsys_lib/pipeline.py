@@ -1,6 +1,6 @@
-"""The library side of the `pipelines/` notebooks: data loading with a cached synthetic default, frozen splits shared
-by every run, the lineage of each model version's data, registration after success, the promotion gate, and the
-checks a batch output passes before publishing.
+"""The library side of the `pipelines/` notebooks on the local engine: data loading with a cached synthetic default,
+frozen splits shared by every run, the lineage of each model version's data, registration after success, the
+promotion gate, the checks a batch output passes before publishing, and `LocalEngine`, the steps on pandas.
 
 Docs: https://recsys-lib.github.io/recsys_lib/pipeline.html.md"""
 
@@ -14,19 +14,24 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from fastcore.basics import patch
 
-from .core import DataError, RecsysError, atomic_path, json_marker, write_json
-from .settings import load_settings
+from .core import ConfigError, DataError, RecsysError, atomic_path, json_marker, write_json
+from .settings import Settings, load_settings
 from .data import READ_OPTIONS, Interactions, read_ids, read_interactions
+from .evaluation import Evaluation, GateResult, compare, evaluate_model, gate_config, gate_decision, segment_metrics
+from .inference import batch_recommend, publish_output, read_recommendations
+from .models import Recommender, model_class
+from .monitor import DriftReport, drift_report
 from .split import Split, leave_last_out, random_split, temporal_split
 from .synthetic import SYNTHETIC_PRESETS, write_synthetic
 
 log = logging.getLogger(__name__)
 
 # %% auto #0
-__all__ = ['log', 'ENGINES', 'PROTOCOLS', 'MIN_KNOWN_SHARE', 'data_source', 'read_options', 'load_data', 'check_engine',
-           'synthetic_path', 'read_users', 'read_split', 'frozen_split', 'LineageError', 'data_lineage',
-           'describe_data', 'register_run', 'resolve_versions', 'version_lineage', 'pipeline_split', 'check_holdout',
+__all__ = ['log', 'PROTOCOLS', 'PARTS', 'MIN_KNOWN_SHARE', 'data_source', 'read_options', 'synthetic_path', 'data_file',
+           'load_data', 'read_users', 'read_split', 'frozen_split', 'LineageError', 'data_lineage', 'describe_data',
+           'LocalEngine', 'register_run', 'resolve_versions', 'version_lineage', 'pipeline_split', 'check_holdout',
            'datasets_line', 'EvalData', 'evaluation_data', 'promote_version', 'check_batch_output', 'check_table',
            'published_dir', 'publish']
 
@@ -64,33 +69,39 @@ def read_options(**options)->dict:
     options = {**options, 'columns': _columns(options.get('columns'))}
     return {k: v for k, v in options.items() if v != READ_OPTIONS[k]}
 
+
+# %% ../nbs/09b_pipeline.ipynb #6a646617
+def synthetic_path(preset:str='small', # key of SYNTHETIC_PRESETS
+                   seed:int=0, # seed of the synthetic data
+                   *, settings:Settings, # where the data store is (`data_dir`)
+                  )->Path:
+    "The cached Parquet file of a synthetic preset in the data store, written on first use."
+    if preset not in SYNTHETIC_PRESETS: raise DataError(f"preset={preset!r}; available: {', '.join(SYNTHETIC_PRESETS)}")
+    path = settings.data_dir/'synthetic'/f'{preset}-seed{seed}.parquet'
+    if not path.is_file(): write_synthetic(path, progress=False, **{**SYNTHETIC_PRESETS[preset], 'seed': seed})
+    return path
+
+def data_file(data_path:str|Path|None=None, # a file, folder or URI, or a 'synthetic:<preset>:seed<n>' source; None: the preset below
+              preset:str='small', seed:int=0, # the synthetic data, when data_path is None
+              settings:Settings|None=None, # the data store of a preset's cache; needed only for synthetic data
+             )->str|Path:
+    "What a reader opens for `data_path`: itself, or the cached file of synthetic data."
+    if data_path is not None and str(data_path).startswith('synthetic:'): (preset, seed), data_path = _synthetic(str(data_path)), None
+    if data_path is not None: return data_path
+    if settings is None: raise ConfigError(f"the synthetic preset {preset!r} is cached in the data store: pass settings= (load_settings())")
+    return synthetic_path(preset, seed, settings=settings)
+
 def load_data(data_path:str|Path|None=None, # a file or folder `read_interactions` reads, or a 'synthetic:<preset>:seed<n>' source; None: the preset below
               preset:str='small', # key of SYNTHETIC_PRESETS, used when data_path is None
               seed:int=0, # seed of the synthetic data
-              profile:str|None=None, # settings profile (for data_dir)
+              *, settings:Settings|None=None, # the data store (for synthetic data)
               **options, # read options (`READ_OPTIONS`): columns, weight_column, rating_threshold, min_user_interactions, ...
              )->Interactions:
     "Validated interactions from a file, or a cached synthetic preset; `.source` names which, `.read_options` how it was read."
-    options = read_options(**options)
-    if data_path is not None and str(data_path).startswith('synthetic:'): (preset, seed), data_path = _synthetic(str(data_path)), None
-    if data_path is not None: return read_interactions(data_path, **options)
-    inter = read_interactions(synthetic_path(preset, seed, profile), **options)
-    inter.history[0]['source'] = data_source(None, preset, seed)   # the preset, not the cache file that holds it
+    options, source = read_options(**options), data_source(data_path, preset, seed)
+    inter = read_interactions(data_file(data_path, preset, seed, settings), **options)
+    if source.startswith('synthetic:'): inter.history[0]['source'] = source   # the preset, not the cache file that holds it
     return inter
-
-ENGINES = ('local', 'spark')
-
-def check_engine(engine:str)->str:
-    "`engine` if the pipelines know it: 'local' (pandas on this machine) or 'spark' (`recsys_lib.spark.pipeline`)."
-    if engine not in ENGINES: raise DataError(f"engine={engine!r}; expected one of {', '.join(ENGINES)}")
-    return engine
-
-def synthetic_path(preset:str='small', seed:int=0, profile:str|None=None)->Path:
-    "The cached Parquet file of a synthetic preset in the data store, written on first use."
-    if preset not in SYNTHETIC_PRESETS: raise DataError(f"preset={preset!r}; available: {', '.join(SYNTHETIC_PRESETS)}")
-    path = load_settings(profile).data_dir/'synthetic'/f'{preset}-seed{seed}.parquet'
-    if not path.is_file(): write_synthetic(path, progress=False, **{**SYNTHETIC_PRESETS[preset], 'seed': seed})
-    return path
 
 # %% ../nbs/09b_pipeline.ipynb #7130f1bc
 def read_users(path:str|Path, # a file with a user_id column, in any format `read_interactions` reads
@@ -102,53 +113,43 @@ def read_users(path:str|Path, # a file with a user_id column, in any format `rea
 
 # %% ../nbs/09b_pipeline.ipynb #a8d6c7bb
 PROTOCOLS = ('leave_last_out', 'random', 'temporal')
-_PARTS = ('train', 'valid', 'test')
+PARTS = ('train', 'valid', 'test')  # the parts of a frozen split, in the order of `Split` (and of the Spark engine's split)
 
 def _split(inter:Interactions, protocol:str, seed:int)->Split:
+    "The split of `inter` under `protocol`, computed."
     if protocol == 'leave_last_out': return leave_last_out(inter, n_test=1, n_valid=1)
     if protocol == 'random': return random_split(inter, test_frac=0.1, valid_frac=0.1, seed=seed)
     if protocol == 'temporal': return temporal_split(inter, test_quantile=0.9, valid_quantile=0.8)
     raise DataError(f"split protocol {protocol!r}; expected one of {PROTOCOLS}")
 
-def read_split(path:Path|str, # a folder written by `frozen_split` or `frozen_split_spark`
-               engine:str='local', # 'local': a `Split`; 'spark': a `SparkSplit`
-               profile:str|None=None, # settings profile (for the Spark session)
-              ):
+def read_split(path:Path|str, # a folder written by `frozen_split` (or the Spark engine's)
+              )->Split:
     "The split stored at `path`."
     path = Path(path)
     if not (path/'split.parquet').exists(): raise DataError(f"{path} holds no frozen split (split.parquet is missing)")
-    if check_engine(engine) == 'spark': return _read_split_spark(path, profile)
     df = pd.read_parquet(path/'split.parquet')
     part = df.pop('part').to_numpy()
     inter = Interactions.from_df(df, duplicates='keep')
-    return Split(*(inter.subset(part == p) for p in _PARTS))
-
-def _read_split_spark(path:Path, profile):
-    from pyspark.sql import functions as F
-    from recsys_lib.spark.data import SparkSplit
-    from recsys_lib.spark.session import spark_session
-    spark = spark_session(profile)
-    # a local split is one file written by pandas, with nanosecond times, which Spark's Parquet reader refuses
-    stored = (spark.read.parquet(str(path/'split.parquet')) if (path/'split.parquet').is_dir()
-              else spark.createDataFrame(pd.read_parquet(path/'split.parquet')))
-    return SparkSplit(*(stored.filter(F.col('part') == n).drop('part') for n in _PARTS))
+    return Split(*(inter.subset(part == p) for p in PARTS))
 
 def frozen_split(inter:Interactions, # the full data
                  protocol:str='leave_last_out', # 'leave_last_out' (1 valid + 1 test per user), 'random' (8:1:1) or 'temporal' (80/10/10 by time)
                  seed:int=0, # seed of the random protocol
-                 profile:str|None=None, # settings profile (for data_dir)
+                 *, settings:Settings, # where the data store is (`data_dir`)
+                 fingerprint:str|None=None, # `inter.fingerprint()`, when the caller has it already
                 )->tuple[Split, Path]:
     "The split of `inter` under `protocol`, computed once and then read from `data_dir/splits/`."
-    key = f"{inter.fingerprint()[:16]}-{protocol}" + (f"-seed{seed}" if protocol == 'random' else '')
-    path = load_settings(profile).data_dir/'splits'/key
+    fingerprint = fingerprint or inter.fingerprint()
+    key = f"{fingerprint[:16]}-{protocol}" + (f"-seed{seed}" if protocol == 'random' else '')
+    path = settings.data_dir/'splits'/key
     if not (path/'split.parquet').is_file():
         split = _split(inter, protocol, seed)
         cols = [c for c in ('user_id', 'item_id', 'timestamp', 'weight') if c in inter.df]
-        df = pd.concat([p.df[cols].assign(part=name) for name, p in zip(_PARTS, split)])
+        df = pd.concat([p.df[cols].assign(part=name) for name, p in zip(PARTS, split)])
         with atomic_path(path, is_dir=True, previous=json_marker('split.json', 'protocol')) as tmp:
             df.to_parquet(tmp/'split.parquet', index=False)
-            write_json(tmp/'split.json', {'protocol': protocol, 'seed': seed, 'fingerprint': inter.fingerprint(),
-                                          'rows': {n: len(p) for n, p in zip(_PARTS, split)}})
+            write_json(tmp/'split.json', {'protocol': protocol, 'seed': seed, 'fingerprint': fingerprint,
+                                          'rows': {n: len(p) for n, p in zip(PARTS, split)}})
     return read_split(path), path
 
 # %% ../nbs/09b_pipeline.ipynb #7c2bcc5b
@@ -156,7 +157,7 @@ class LineageError(DataError):
     "Evaluation data and a model's training data do not fit together: the model learnt from the test events, or from another dataset."
 
 def data_lineage(inter, # the data a model learnt from: `Interactions` from `load_data`, or a Spark DataFrame
-                 split_dir:Path|str, # the folder of its frozen split (`frozen_split`, `frozen_split_spark`)
+                 split_dir:Path|str, # the folder of its frozen split (`frozen_split`, or the Spark engine's)
                  source:str|None=None, # where it came from, when `inter` does not say (a Spark DataFrame): see `data_source`
                  read_options:dict|None=None, # how it was read, when `inter` does not say
                 )->dict:
@@ -193,82 +194,177 @@ def describe_data(lineage:dict|None, # a `data_lineage` record
     if split and lineage.get('split_dir'): text += f", {lineage.get('split_protocol')} split {Path(lineage['split_dir']).name}"
     return text
 
+# %% ../nbs/09b_pipeline.ipynb #85d80c09
+class LocalEngine:
+    "The pipelines' steps on pandas, in this process: data are `Interactions`, splits are `Split`s."
+    name = 'local'
+    def __init__(self, settings:Settings): self.settings = settings
+    def __repr__(self): return f"LocalEngine(profile={self.settings.profile!r})"
+
+    def load_data(self, data_path:str|Path|None=None, preset:str='small', seed:int=0, **options)->Interactions:
+        "`load_data`, synthetic data cached in this engine's data store."
+        return load_data(data_path, preset, seed, settings=self.settings, **options)
+
+    def fingerprint(self, data:Interactions)->str:
+        "The data's fingerprint (`Interactions.fingerprint`), which keys its frozen split."
+        return data.fingerprint()
+
+    def frozen_split(self, data:Interactions, protocol:str='leave_last_out', seed:int=0, fingerprint:str|None=None)->tuple:
+        "`frozen_split` in this engine's data store: (the `Split`, its folder)."
+        return frozen_split(data, protocol, seed, settings=self.settings, fingerprint=fingerprint)
+
+    def read_split(self, path:Path|str)->Split:
+        "`read_split`: the `Split` stored at `path`."
+        return read_split(path)
+
+# %% ../nbs/09b_pipeline.ipynb #713205f8
+@patch
+def fit(self:LocalEngine, model:str, model_params:dict, split:Split)->Recommender:
+    "A `model` (a key of `MODELS`) built with `model_params`, fitted on the train part, validated on the valid part."
+    return model_class(model)(**model_params).fit(split.train, split.valid)
+
+@patch
+def evaluate(self:LocalEngine, model:Recommender, holdout, k:int|list=10, train:Interactions|None=None,
+             exclude:Interactions|None=None, # pairs kept out of the lists (the valid part, on the test part)
+            )->Evaluation:
+    "`evaluate_model` of `model` on `holdout`."
+    return evaluate_model(model, holdout, k=k, train=train, exclude=None if exclude is None else exclude.df)
+
+@patch
+def evaluate_split(self:LocalEngine, model:Recommender, split:Split, k:int=10)->pd.DataFrame:
+    "The summary metrics on the valid and the test part (valid events kept out of the test lists): metrics x ('valid', 'test')."
+    return pd.DataFrame({'valid': self.evaluate(model, split.valid, k, split.train).summary,
+                         'test': self.evaluate(model, split.test, k, split.train, exclude=split.valid).summary})
+
+@patch
+def segment_metrics(self:LocalEngine, ev:Evaluation, train:Interactions,
+                    **options, # more arguments of `segment_metrics`: metrics, activity_bins, cold_max, ci, ...
+                   )->pd.DataFrame:
+    "`segment_metrics`: the evaluation broken down by user activity and cold items."
+    return segment_metrics(ev, train, **options)
+
+# %% ../nbs/09b_pipeline.ipynb #0b1ad93b
+@patch
+def read_users(self:LocalEngine, path:str|Path, model:Recommender|None=None)->np.ndarray:
+    "`read_users`: the distinct user ids of a file, read as the model's ids."
+    return read_users(path, model)
+
+@patch
+def active_users(self:LocalEngine, model:Recommender, users=None)->np.ndarray:
+    "The users a batch output must cover: `users`, or every user the model was trained on."
+    return model.trained_users if users is None else users
+
+@patch
+def batch_recommend(self:LocalEngine, model:Recommender, dest:Path|str, users=None, k:int=10, block_users:int=4096,
+                    backend:str='numpy', device:str='cpu')->dict:
+    "`batch_recommend` into `dest`: the output's manifest."
+    return batch_recommend(model, dest, users=users, k=k, block_users=block_users, backend=backend, device=device)
+
+@patch
+def check_batch_output(self:LocalEngine, out:Path|str, active_users, n_items:int, k:int,
+                       previous:Path|str|None=None, # the previously published output folder, if any
+                       min_active_share:float=0.99, min_item_coverage:float=0.01)->pd.DataFrame:
+    "`check_batch_output` of the output folder `out`, against the output published at `previous`."
+    return check_batch_output(read_recommendations(out), active_users, n_items, k,
+                              None if previous is None else read_recommendations(previous), min_active_share, min_item_coverage)
+
+# %% ../nbs/09b_pipeline.ipynb #79cb48e0
+@patch
+def held_out(self:LocalEngine, split:Split)->pd.DataFrame:
+    "The valid and test events of a split, together: the demo window of the monitor pipeline."
+    return pd.concat([split.valid.df, split.test.df])
+
+@patch
+def count(self:LocalEngine, data)->int:
+    "Rows of `Interactions` or a DataFrame."
+    return len(data)
+
+@patch
+def scores(self:LocalEngine, model:Recommender, data, k:int=10)->np.ndarray:
+    "The scores of the model's top-`k` lists for the users in `data` (`Interactions` or a DataFrame with user_id)."
+    df = data.df if isinstance(data, Interactions) else data
+    return model.recommend(df.user_id.unique(), k=k).score.to_numpy()
+
+@patch
+def drift_report(self:LocalEngine, train, window, scores_ref=None, scores_new=None, thresholds:dict|None=None)->DriftReport:
+    "`drift_report` of `window` against `train` (and of the new scores against the reference ones)."
+    return drift_report(train, window, scores_ref, scores_new, thresholds=thresholds)
+
 # %% ../nbs/09b_pipeline.ipynb #e88bd640
 def register_run(run_dir:Path|str, # a finished run folder of `recsys_lib.runner`
-                 profile:str|None=None,
+                 profile:str|Settings|None=None, # a profile name (register_run is also an entry point: by hand after a failure), or the caller's settings
                 )->dict: # mlflow_run_id, and registered_model / version when one was registered
     "Log a finished run to MLflow; register its model when the run succeeded and asked for it."
-    from recsys_lib import tracking
+    from recsys_lib import registry, tracking
+    settings = profile if isinstance(profile, Settings) else load_settings(profile)
     run_dir = Path(run_dir)
     manifest = json.loads((run_dir/'manifest.json').read_text())
     params = json.loads((run_dir/'params.json').read_text())
-    out = {'mlflow_run_id': tracking.log_run(run_dir, profile=profile)}
+    out = {'mlflow_run_id': tracking.log_run(run_dir, profile=settings)}
     name = params.get('registered_model')
     if manifest.get('status') == 'succeeded' and name and (run_dir/'model'/'manifest.json').is_file():
-        out.update(registered_model=name, version=tracking.register_model(name, out['mlflow_run_id'], profile=profile))
+        out.update(registered_model=name, version=registry.register_model(name, out['mlflow_run_id'], settings))
     return out
 
 # %% ../nbs/09b_pipeline.ipynb #92ef569e
 def resolve_versions(name:str, # registered model name
                      specs:list, # aliases ('champion') or version numbers (3 or '3')
-                     profile:str|None=None)->dict: # spec as text -> version number or None
+                     settings:Settings, # where the registry is
+                    )->dict: # spec as text -> version number or None
     "Version numbers of `specs`, by alias or number."
-    from recsys_lib import tracking
-    return {str(v): int(v) if str(v).isdigit() else tracking.get_version_by_alias(name, str(v), profile) for v in specs}
+    from recsys_lib import registry
+    return {str(v): int(v) if str(v).isdigit() else registry.get_version_by_alias(name, str(v), settings) for v in specs}
 
 # %% ../nbs/09b_pipeline.ipynb #d28b40ce
-def _version_number(name:str, spec, profile)->int:
+def _version_number(name:str, spec, settings:Settings)->int:
     "The version number of an alias or number; an alias nobody holds is an error."
-    v = resolve_versions(name, [spec], profile)[str(spec)]
+    v = resolve_versions(name, [spec], settings)[str(spec)]
     if v is None: raise RecsysError(f"{name!r} has no version with the alias {spec!r}")
     return v
 
 def version_lineage(name:str, # registered model name
                     version:int|str, # version number or alias
-                    profile:str|None=None,
+                    settings:Settings, # where the registry is
                     required:bool=True, # False: None when the version recorded no training data
                    )->dict|None:
     "The training data a registered model version recorded (a `data_lineage` record)."
-    from recsys_lib import tracking
-    version = _version_number(name, version, profile)
-    lineage = tracking.version_data(name, version, profile)
+    from recsys_lib import registry
+    version = _version_number(name, version, settings)
+    lineage = registry.version_data(name, version, settings)
     if lineage is None and required:
         raise LineageError(f"version {version} of {name!r} records no training data (registered before lineage was recorded, "
                            "or from a run that logged no 'training_data'); retrain it with pipelines/train.ipynb")
     return lineage
 
 # %% ../nbs/09b_pipeline.ipynb #bdb7ae83
-def pipeline_split(name:str, # registered model name
+def _other_data_options(trained:dict, data_path, protocol, options)->tuple:
+    "The split protocol and read options of other data: as given, else as the version's data was (read options: for a file)."
+    protocol = protocol or trained.get('split_protocol') or 'leave_last_out'
+    if not options and data_path is not None: options = trained.get('read_options') or {}
+    return protocol, read_options(**(options or {}))
+
+def pipeline_split(engine, # the engine the split is for: `engine('local', settings)` gives a `Split`, 'spark' a `SparkSplit`
+                   name:str, # registered model name
                    version:int|str, # version number or alias whose data is the default
                    data_path:str|None=None, # other interactions instead: a file, folder or URI (see `load_data`) ...
                    preset:str|None=None, # ... or a synthetic preset
                    seed:int=0, # seed of the synthetic data and of a random split
                    protocol:str|None=None, # split protocol of the other data; default the version's
                    options:dict|None=None, # read options of the other data (`read_options`); none given: the version's, for a file
-                   engine:str='local', # 'local': a `Split`; 'spark': a `SparkSplit`
-                   profile:str|None=None,
                   )->tuple: # (the split, `data_lineage` of its data)
     "The frozen split a version was trained with, or the frozen split of other data."
-    trained = version_lineage(name, version, profile, required=data_path is None and preset is None) or {}
+    trained = version_lineage(name, version, engine.settings, required=data_path is None and preset is None) or {}
     if data_path is None and preset is None:
         if given := [*(options or {}), *(['split_protocol'] if protocol else [])]:
             raise DataError(f"{', '.join(given)} given without data_path: the version's data is read and split as it recorded "
                             f"(read options {trained.get('read_options') or 'the defaults'}, {trained.get('split_protocol')} split); "
                             "pass data_path to evaluate on other data")
-        return read_split(trained['split_dir'], engine, profile), trained
+        return engine.read_split(trained['split_dir']), trained
     source = data_source(data_path, preset or 'small', seed)
-    protocol = protocol or trained.get('split_protocol') or 'leave_last_out'
-    if not options and data_path is not None: options = trained.get('read_options') or {}
-    options = read_options(**(options or {}))
-    if check_engine(engine) == 'spark':
-        from recsys_lib.spark.pipeline import frozen_split_spark, load_data_spark
-        preset, seed = _synthetic(source) if source.startswith('synthetic:') else (preset or 'small', seed)
-        df = load_data_spark(None if source.startswith('synthetic:') else source, preset, seed, profile=profile, **options)
-        split, split_dir = frozen_split_spark(df, protocol, profile=profile)
-        return split, data_lineage(df, split_dir, source=source, read_options=options)
-    inter = load_data(source, profile=profile, **options)
-    split, split_dir = frozen_split(inter, protocol, seed=seed, profile=profile)
-    return split, data_lineage(inter, split_dir)
+    protocol, options = _other_data_options(trained, data_path, protocol, options)
+    data = engine.load_data(source, **options)
+    split, split_dir = engine.frozen_split(data, protocol, seed)
+    return split, data_lineage(data, split_dir, source=source, read_options=options)
 
 # %% ../nbs/09b_pipeline.ipynb #b661138a
 MIN_KNOWN_SHARE = 0.5  # below this share of the holdout's users or items in a model's training data, a different source is a different dataset
@@ -370,59 +466,61 @@ class EvalData:
         return [datasets_line(self.data, self.trained), *self.notes]
     def __repr__(self): return '\n'.join(self.lines())
 
-def evaluation_data(name:str, # registered model name
+def evaluation_data(engine, # the engine to score on (`recsys_lib.engine.engine`)
+                    name:str, # registered model name
                     versions:dict, # label -> version number of each model to score, e.g. {'champion': 1, 'challenger': 2}
                     data_path:str|None=None, preset:str|None=None, seed:int=0, # other data, as in `pipeline_split`
                     protocol:str|None=None, options:dict|None=None,
                     holdout_of:int|None=None, # whose frozen split is the holdout when no data is given; default the newest version
                     allow_data_mismatch:bool=False, # see `check_holdout`
-                    engine:str='local', profile:str|None=None,
                    )->EvalData:
     "The holdout to score `versions` on, checked against what each of them learnt from."
     if not versions: raise RecsysError(f"none of the versions of {name!r} to evaluate exists")
-    split, data = pipeline_split(name, holdout_of or max(versions.values()), data_path, preset, seed, protocol, options, engine, profile)
-    trained = {_label(spec, v): version_lineage(name, v, profile, required=not allow_data_mismatch) for spec, v in versions.items()}
+    split, data = pipeline_split(engine, name, holdout_of or max(versions.values()), data_path, preset, seed, protocol, options)
+    trained = {_label(spec, v): version_lineage(name, v, engine.settings, required=not allow_data_mismatch) for spec, v in versions.items()}
     holdout, notes = check_holdout(split.test, data, trained, allow_data_mismatch)
     return EvalData(split, holdout, data, trained, notes)
 
 # %% ../nbs/09b_pipeline.ipynb #3c77f799
+def _gate(name:str, version:int, champion:int, settings:Settings, n_boot:int, seed:int, k:int, allow_data_mismatch:bool)->GateResult:
+    "The gate's decision for `version` against the `champion` version, on the challenger's frozen holdout."
+    from recsys_lib import registry
+    ev = evaluation_data(LocalEngine(settings), name, {'champion': champion, 'challenger': version}, holdout_of=version,
+                         allow_data_mismatch=allow_data_mismatch)
+    models = [registry.load_registered_model(name, version=v, profile=settings) for v in (champion, version)]
+    evals = [evaluate_model(m, ev.holdout, k=k, train=ev.split.train, exclude=ev.split.valid.df) for m in models]
+    result = gate_decision(compare(*evals, n_boot=n_boot, seed=seed, names=(f'v{champion}', f'v{version}')), **gate_config(settings))
+    result.data = ev.lines()
+    return result
+
 def promote_version(name:str, # registered model name
                     version:int|None=None, # the challenger's version; default: the version with the `challenger` alias
-                    profile:str|None=None,
+                    *, settings:Settings, # the registry, the data store and the `gate_*` thresholds
                     n_boot:int=1000, seed:int=0, k:int=10,
                     allow_data_mismatch:bool=False, # compare even when the champion learnt from holdout rows (left out) or from other data
-                   ):
-    "Run the evaluation gate for `version`; make it champion only if it passes. Returns the `GateResult`."
-    from recsys_lib import tracking
-    from recsys_lib.evaluation import GateResult, compare, evaluate_model, gate_config, gate_decision
-    settings = load_settings(profile)
+                   )->GateResult:
+    "Run the evaluation gate for `version`; make it champion only if it passes."
+    from recsys_lib import registry
     # one promotion at a time: reading the champion, the comparison and the alias move form one step, so two promotions
     # started together end as if run one after the other (a server has no lock: `promote` re-checks the champion)
-    with tracking.promotion_lock(profile):
-        if version is None: version = tracking.get_challenger(name, profile)
+    with registry.promotion_lock(settings):
+        if version is None: version = registry.get_challenger(name, settings)
         if version is None: raise RecsysError(f"{name!r} has no version with the alias 'challenger'; pass the version to promote")
-        champion_version = tracking.get_champion(name, profile)
+        champion_version = registry.get_champion(name, settings)
         if champion_version == version:  # nothing to decide: the report that crowned it stays as it is
             return GateResult(True, [f"v{version} is already the champion of {name!r}: nothing to do, its gate report is kept"],
                               pd.DataFrame(), **gate_config(settings))
         if champion_version is None:
             result = gate_decision(None, has_champion=False, **gate_config(settings))
-            result.data = [f"Training data: challenger v{version} {describe_data(version_lineage(name, version, profile, required=False))}."]
-        else:
-            ev = evaluation_data(name, {'champion': champion_version, 'challenger': version}, holdout_of=version,
-                                 allow_data_mismatch=allow_data_mismatch, profile=profile)
-            models = [tracking.load_registered_model(name, version=v, profile=profile) for v in (champion_version, version)]
-            evals = [evaluate_model(m, ev.holdout, k=k, train=ev.split.train, exclude=ev.split.valid.df) for m in models]
-            result = gate_decision(compare(*evals, n_boot=n_boot, seed=seed, names=(f'v{champion_version}', f'v{version}')), **gate_config(settings))
-            result.data = ev.lines()
-        tracking.set_version_report(name, version, result.to_markdown(), profile=profile)
+            result.data = [f"Training data: challenger v{version} {describe_data(version_lineage(name, version, settings, required=False))}."]
+        else: result = _gate(name, version, champion_version, settings, n_boot, seed, k, allow_data_mismatch)
+        registry.set_version_report(name, version, result.to_markdown(), profile=settings)
         if result.promote:
-            try: tracking.promote(name, version, profile=profile, compared_with=champion_version)
-            except tracking.ChampionMovedError as e:   # the stored report must not claim a promotion that did not happen
-                tracking.set_version_report(name, version, f"{result.to_markdown()}\n\nNot promoted: {e}", profile=profile)
+            try: registry.promote(name, version, profile=settings, compared_with=champion_version)
+            except registry.ChampionMovedError as e:   # the stored report must not claim a promotion that did not happen
+                registry.set_version_report(name, version, f"{result.to_markdown()}\n\nNot promoted: {e}", profile=settings)
                 raise
     return result
-
 
 # %% ../nbs/09b_pipeline.ipynb #eb2f6e72
 def check_batch_output(reco:pd.DataFrame, # the output of `batch_recommend` (read back with `read_recommendations`)
@@ -455,13 +553,12 @@ def check_table(rows:list)->pd.DataFrame:
     return table
 
 # %% ../nbs/09b_pipeline.ipynb #3687f9cc
-def published_dir(registered_model:str, profile:str|None=None)->Path:
-    "Where batch outputs of `registered_model` are published unless a pipeline is told otherwise."
-    return load_settings(profile).data_dir/'published'/registered_model
+def published_dir(registered_model:str, settings:Settings)->Path:
+    "Where batch outputs of `registered_model` are published unless a pipeline is told otherwise: `data_dir/published/`."
+    return settings.data_dir/'published'/registered_model
 
 def publish(src:Path|str, # a checked `batch_recommend` output folder
             dest:Path|str, # where consumers read it
            )->Path:
     "Publish a checked output at `dest` as a new version (`publish_output`): readers see one whole version; publishers take turns."
-    from recsys_lib.inference import publish_output  # here, so that importing the pipeline module does not load inference
     return publish_output(src, dest)

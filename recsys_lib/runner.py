@@ -8,86 +8,28 @@ Docs: https://recsys-lib.github.io/recsys_lib/runner.html.md"""
 
 # %% ../nbs/07_runner.ipynb #5dde479c
 from __future__ import annotations
-import argparse, fnmatch, hashlib, importlib.metadata, json, logging, os, platform, shutil, signal, socket, subprocess, sys, time, traceback
+import ast, hashlib, importlib.metadata, json, logging, os, platform, shutil, signal, socket, subprocess, time, traceback
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
-import pandas as pd
-
 import recsys_lib
-from .core import ConfigError, DataError, RecsysError, atomic_path, frame_fingerprint, sha256_file, write_json
-from .settings import load_settings
-from .params import (ParamError, check_params, notebook_params, read_params_file, redact, secret_env_var)
+from .core import RUN_DIR_ENV, ConfigError, RecsysError, atomic_path, sha256_file, write_json
+from .settings import Settings, load_settings
+from .params import ParamError, check_params, notebook_params, redact, secret_env_var
+from .runs import shorten
 
 log = logging.getLogger(__name__)
 
 # %% auto #0
-__all__ = ['log', 'RUN_DIR_ENV', 'SOURCE_NB', 'KEY_PACKAGES', 'OUTPUT_WAIT_S', 'PATH_PARAM_SUFFIXES', 'REGISTRATION_FILE',
-           'KEY_METRICS', 'RUNS_WIDTH', 'PARAM_FORMS', 'current_run_dir', 'log_metrics', 'log_record',
-           'log_data_fingerprint', 'params_hash', 'package_versions', 'git_state', 'RunResult', 'RunInterrupted',
-           'resolve_path_params', 'run_notebook', 'run_model', 'key_metric', 'list_runs', 'load_run', 'rerun',
-           'cli_inspect', 'cli_run', 'cli_rerun', 'cli_runs', 'cli_show', 'ParamAction', 'split_param_words',
-           'ParamParser', 'add_subcommands', 'track_run', 'record_tracking_error', 'untracked_line']
-
-# %% ../nbs/07_runner.ipynb #9dfe79cf
-RUN_DIR_ENV = 'RECSYS_RUN_DIR'
-SOURCE_NB = 'source.ipynb'  # the notebook as it was when the run started, kept in the run folder for `rerun`
-
-def current_run_dir()->Path|None:
-    "The folder of the run this process is a kernel of, or None outside a run."
-    return Path(v) if (v := os.environ.get(RUN_DIR_ENV)) else None
-
-def _plain(key, value):
-    "A metric value as a JSON scalar (numpy scalars included), or DataError."
-    if hasattr(value, 'item') and getattr(value, 'ndim', 1) == 0: value = value.item()
-    if value is None or isinstance(value, (bool, int, float, str)): return value
-    raise DataError(f"metric {key!r}: {type(value).__name__} {value!r:.60} is not a number or text")
-
-def _merge_json(name:str, updates:dict)->dict:
-    run_dir = current_run_dir()
-    if run_dir is None: return updates
-    path = run_dir/name
-    current = json.loads(path.read_text()) if path.is_file() else {}
-    current.update(updates)
-    write_json(path, current)
-    return current
-
-# %% ../nbs/07_runner.ipynb #cbd8f62d
-def log_metrics(metrics:dict, # name -> number (or text)
-               )->dict: # every metric of the run so far (outside a run: `metrics`)
-    "Record metrics of the current run in its `metrics.json`; outside a run, only return them."
-    if not isinstance(metrics, dict): raise DataError(f"log_metrics takes a dict of name -> number, got {type(metrics).__name__}")
-    return _merge_json('metrics.json', {str(k): _plain(k, v) for k, v in metrics.items()})
-
-def log_record(key:str, # e.g. 'n_users'
-               value, # any JSON-serialisable value
-              ):
-    "Record a value of the current run in its manifest (under `records`); outside a run, only return it."
-    try: json.dumps(value)
-    except (TypeError, ValueError) as e: raise DataError(f"log_record({key!r}): the value is not JSON-serialisable ({e})") from None
-    _merge_json('records.json', {str(key): value})
-    return value
-
-def log_data_fingerprint(data, # hex digest, `Interactions`, DataFrame, or path of a file
-                         name:str='data', # which input, when a run reads several
-                        )->str: # the fingerprint
-    "Record the fingerprint of an input of the current run in its manifest (`data_fingerprints`)."
-    if isinstance(data, str) and not Path(data).is_file(): fp = data
-    elif hasattr(data, 'fingerprint'): fp = data.fingerprint()
-    elif isinstance(data, pd.DataFrame): fp = frame_fingerprint(data)
-    elif isinstance(data, (str, Path)) and Path(data).is_file(): fp = sha256_file(data)
-    else: raise DataError(f"log_data_fingerprint: cannot fingerprint a {type(data).__name__}; "
-                          "pass a hex digest, an Interactions, a DataFrame or a file path")
-    run_dir = current_run_dir()
-    prints = json.loads((run_dir/'records.json').read_text()).get('data_fingerprints', {}) if run_dir and (run_dir/'records.json').is_file() else {}
-    log_record('data_fingerprints', {**prints, name: fp})
-    return fp
+__all__ = ['log', 'SOURCE_NB', 'KEY_PACKAGES', 'OUTPUT_WAIT_S', 'PATH_PARAM_SUFFIXES', 'params_hash', 'package_versions',
+           'git_state', 'RunResult', 'RunInterrupted', 'resolve_path_params', 'run_notebook', 'rerun']
 
 # %% ../nbs/07_runner.ipynb #533921fe
+SOURCE_NB = 'source.ipynb'  # the notebook as it was when the run started, kept in the run folder for `rerun`
+
 def _effective_params(params:dict, values:dict)->dict:
     "Every parameter's value in this run: given values, else literal defaults, else the default's source; secrets '***'."
-    import ast
     out = {}
     for name, p in params.items():
         if p.secret: out[name] = '***' if values.get(name) is not None or p.default not in ('None', '') else None
@@ -104,6 +46,7 @@ def params_hash(effective:dict, params:dict)->str:
     return hashlib.sha256(json.dumps(clear, sort_keys=True, default=str).encode()).hexdigest()[:8]
 
 def _new_run_dir(root:Path, stem:str, phash:str, started:datetime)->Path:
+    "A new, empty run folder `root/stem/<start>-<hash>`; ConfigError when the store cannot hold one."
     base = root/stem
     rid = f"{started:%Y%m%dT%H%M%SZ}-{phash}"
     try:
@@ -181,10 +124,6 @@ def _signal_name(code)->str:
     try: return signal.Signals(-code).name
     except (ValueError, TypeError): return f"signal {-code}"
 
-def _cut(text:str, n:int=200)->str:
-    "`text` shortened to `n` characters for a one-line reason, with a mark that says so (the whole text is kept as `error`)."
-    return text if len(text) <= n else text[:n - 1] + '…'
-
 def _error_text(outcome:str, error)->str|None:
     "The whole error message of a run that raised, for stderr and `recsys show`: the one-line reason may be shortened."
     if outcome == 'error': return f"{error.ename}: {error.evalue}".strip()
@@ -194,6 +133,12 @@ def _error_text(outcome:str, error)->str|None:
 # seconds the runner waits, after a cell ends, for the output it wrote (nbclient's `iopub_timeout`; papermill's is 4)
 OUTPUT_WAIT_S = 120
 
+def _runner_error(error)->str:
+    "The one-line reason of a run the runner itself failed, not a cell."
+    msg = shorten((str(error).strip().splitlines() or [''])[0])
+    return f"runner error: {type(error).__name__}" + (f": {msg}" if msg else "")
+
+# %% ../nbs/07_runner.ipynb #c73c99d8
 def _diagnose(nb, outcome:str, error, timeout, exit_code)->tuple:
     "(status, reason, failed cell info) of a run, marking the failed cell in `nb`."
     if outcome == 'succeeded' and nb is not None:
@@ -213,7 +158,7 @@ def _diagnose(nb, outcome:str, error, timeout, exit_code)->tuple:
     status = 'failed'
     if outcome == 'error':
         evalue = (str(error.evalue).strip().splitlines() or [''])[0]
-        reason = f"{where} raised {error.ename}" + (f": {_cut(evalue)}" if evalue else "")
+        reason = f"{where} raised {error.ename}" + (f": {shorten(evalue)}" if evalue else "")
     elif outcome == 'timeout':
         reason = f"{where} timed out after {timeout:g} s"
         if index is not None: _mark_cell(nb, index, 'CellTimeoutError', f"the cell was stopped after the run's timeout of {timeout:g} s")
@@ -234,11 +179,6 @@ def _diagnose(nb, outcome:str, error, timeout, exit_code)->tuple:
         reason = f"cell {bad[0]} did not complete"
     else: reason = _runner_error(error) + (f" (during cell {number})" if number else "")
     return status, reason, info
-
-def _runner_error(error)->str:
-    "The one-line reason of a run the runner itself failed, not a cell."
-    msg = _cut((str(error).strip().splitlines() or [''])[0])
-    return f"runner error: {type(error).__name__}" + (f": {msg}" if msg else "")
 
 # %% ../nbs/07_runner.ipynb #a97ad079
 def _scrub(obj, secrets:list):
@@ -346,9 +286,47 @@ def resolve_path_params(values:dict, # checked parameter values
         return str((cwd/v).resolve())
     return {k: resolve(v) if k.endswith(PATH_PARAM_SUFFIXES) else v for k, v in values.items()}
 
+# %% ../nbs/07_runner.ipynb #5462a8c5
+def _checked_values(notebook:Path, code:Path, params:dict, settings:Settings, kernel:str, timeout)->tuple:
+    "(declared parameters, checked values, secret values) of a run; the error that refuses it before anything exists."
+    declared = notebook_params(code, settings.secret_params)
+    values = resolve_path_params(check_params(notebook, params, declared))
+    if timeout is not None and not timeout > 0: raise ParamError(f"timeout={timeout!r}; expected a positive number of seconds")
+    spec = _kernel_spec(kernel)
+    secrets = {n: str(v) for n, v in values.items() if declared[n].secret and v is not None}
+    if secrets and not (spec.language or '').lower().startswith('python'):
+        raise ConfigError(f"kernel {kernel!r} runs {spec.language}: secret parameters need a Python kernel")
+    return declared, values, secrets
+
+def _execute(code:Path, out_nb:Path, injected:dict, kernel:str, env:dict, timeout, progress:bool, manifest:dict)->tuple:
+    "Execute `code` into `out_nb` with papermill in the notebook's folder: (outcome, error, kernel exit code, seconds)."
+    import papermill as pm
+    from nbclient.exceptions import CellTimeoutError, DeadKernelError
+    _register_translator()
+    _quiet_unknown_parameter_warning()
+    state, outcome, error = {}, 'succeeded', None
+    t0 = time.perf_counter()
+    with open(out_nb.parent/'kernel.log', 'wb') as klog:
+        try:
+            pm.execute_notebook(str(code), str(out_nb), parameters=injected, kernel_name=kernel, progress_bar=progress,
+                                execution_timeout=timeout, iopub_timeout=OUTPUT_WAIT_S,
+                                kernel_manager_class=_kernel_manager_class(env, klog, state),
+                                resources={'metadata': {'path': str(Path(manifest['notebook']).parent)}})
+        except pm.PapermillExecutionError as e: outcome, error = 'error', e
+        # nbclient's one exception for two things: the user's --timeout, and a cell's output outlasting OUTPUT_WAIT_S
+        except CellTimeoutError as e: outcome, error = ('output' if 'IOPub output' in str(e) else 'timeout'), e
+        except DeadKernelError as e: outcome, error = 'dead', e
+        except KeyboardInterrupt as e: outcome, error = 'interrupted', e
+        except Exception as e:
+            log.debug("run %s: runner error", manifest['run_id'], exc_info=True)
+            manifest['traceback'] = traceback.format_exc()   # for a bug report; the user sees one line
+            outcome, error = 'runner', e
+    return outcome, error, state.get('exit_code'), time.perf_counter() - t0
+
+# %% ../nbs/07_runner.ipynb #08be5a0f
 def run_notebook(notebook:Path|str, # the pipeline notebook
                  params:dict|None=None, # name -> value, as Python objects or text; checked against the contract
-                 profile:str|None=None, # settings profile; default `$RECSYS_PROFILE` or 'local'
+                 settings:Settings|None=None, # the profile's settings (`load_settings`); default the default profile's
                  timeout:float|None=None, # seconds any one cell may run; default no limit
                  run_root:Path|str|None=None, # where run folders go; default the profile's `runs_dir`
                  kernel:str|None=None, # Jupyter kernel; default the profile's `kernel`
@@ -359,16 +337,9 @@ def run_notebook(notebook:Path|str, # the pipeline notebook
     "Check `params`, execute `notebook` with papermill in a new run folder, and record how it went."
     notebook = Path(notebook).resolve()
     code = Path(source).resolve() if source else notebook
-    settings = load_settings(profile)
+    settings = settings or load_settings()
     kernel = kernel or settings.kernel
-    declared = notebook_params(code, settings.secret_params)
-    values = resolve_path_params(check_params(notebook, params or {}, declared))
-    if timeout is not None and not timeout > 0: raise ParamError(f"timeout={timeout!r}; expected a positive number of seconds")
-    spec = _kernel_spec(kernel)
-    secrets = {n: str(v) for n, v in values.items() if declared[n].secret and v is not None}
-    if secrets and not (spec.language or '').lower().startswith('python'):
-        raise ConfigError(f"kernel {kernel!r} runs {spec.language}: secret parameters need a Python kernel")
-
+    declared, values, secrets = _checked_values(notebook, code, params or {}, settings, kernel, timeout)
     effective = _effective_params(declared, values)
     phash = params_hash(effective, declared)
     started = _now()
@@ -387,36 +358,13 @@ def run_notebook(notebook:Path|str, # the pipeline notebook
                          'git': git_state(notebook.parent), 'versions': package_versions()})
         write_json(run_dir/'manifest.json', manifest)
         log.info("run %s: %s with %s", manifest['run_id'], notebook.name, redact(values, declared))
-
-        import papermill as pm
-        from nbclient.exceptions import CellTimeoutError, DeadKernelError
-        _register_translator()
-        _quiet_unknown_parameter_warning()
         env = {RUN_DIR_ENV: str(run_dir), 'RECSYS_PROFILE': settings.profile, 'RECSYS_SETTINGS': str(settings.source),
                **{secret_env_var(n): v for n, v in secrets.items()}}
         injected = {n: (_SecretRef(n) if n in secrets else v) for n, v in values.items()}
-        state, outcome, error = {}, 'succeeded', None
-        t0 = time.perf_counter()
-        with open(run_dir/'kernel.log', 'wb') as klog:
-            try:
-                pm.execute_notebook(str(code), str(out_nb), parameters=injected, kernel_name=kernel, progress_bar=progress,
-                                    execution_timeout=timeout, iopub_timeout=OUTPUT_WAIT_S,
-                                    kernel_manager_class=_kernel_manager_class(env, klog, state),
-                                    resources={'metadata': {'path': str(notebook.parent)}})
-            except pm.PapermillExecutionError as e: outcome, error = 'error', e
-            # nbclient's one exception for two things: the user's --timeout, and a cell's output outlasting OUTPUT_WAIT_S
-            except CellTimeoutError as e: outcome, error = ('output' if 'IOPub output' in str(e) else 'timeout'), e
-            except DeadKernelError as e: outcome, error = 'dead', e
-            except KeyboardInterrupt as e: outcome, error = 'interrupted', e
-            except Exception as e:
-                log.debug("run %s: runner error", manifest['run_id'], exc_info=True)
-                manifest['traceback'] = traceback.format_exc()   # for a bug report; the user sees one line
-                outcome, error = 'runner', e
-        duration = time.perf_counter() - t0
-        return _finish(run_dir, out_nb, manifest, outcome, error, timeout, state.get('exit_code'), list(secrets.values()), duration)
+        outcome, error, exit_code, duration = _execute(code, out_nb, injected, kernel, env, timeout, progress, manifest)
+        return _finish(run_dir, out_nb, manifest, outcome, error, timeout, exit_code, list(secrets.values()), duration)
     except RunInterrupted: raise
     except BaseException as e: return _runner_failed(run_dir, manifest, e, started, list(secrets.values()))
-
 
 # %% ../nbs/07_runner.ipynb #e9f32e83
 def _finish(run_dir, out_nb, manifest, outcome, error, timeout, exit_code, secrets, duration)->RunResult:
@@ -475,419 +423,28 @@ def _runner_failed(run_dir, manifest, error:BaseException, started, secrets)->Ru
     return result
 
 
-# %% ../nbs/07_runner.ipynb #3dfe17af
-def _pid_alive(pid)->bool:
-    try: os.kill(int(pid), 0)
-    except ProcessLookupError: return False
-    except (PermissionError, TypeError, ValueError): return True
-    return True
-
-def _read_manifest(run_dir:Path)->dict:
-    "The run's manifest, `abandoned` if its runner is gone; a manifest that is gone or damaged reads as `unreadable`."
-    try: m = json.loads((run_dir/'manifest.json').read_text())
-    except PermissionError: raise   # not damage: the callers name it and say to fix its permissions
-    except (OSError, ValueError) as e: return {'status': 'unreadable', 'reason': f"manifest.json: {e}"}
-    if m.get('status') == 'running' and m.get('host') == socket.gethostname() and not _pid_alive(m.get('pid')):
-        m = {**m, 'status': 'abandoned', 'reason': f"the runner (pid {m.get('pid')}) ended without recording how the run ended"}
-    return m
-
-def _runs_root(run_root, profile)->Path:
-    return Path(run_root) if run_root else load_settings(profile).runs_dir
-
-def _run_dirs(root:Path, notebook:str|None=None, unreadable:list|None=None)->list:
-    "Run folders (holding a manifest.json) under `root`; what cannot be listed or entered goes to `unreadable` as (path, why)."
-    unreadable = [] if unreadable is None else unreadable
-    def subfolders(folder):
-        try:
-            with os.scandir(folder) as entries: return [Path(e.path) for e in entries if e.is_dir()]
-        except (FileNotFoundError, NotADirectoryError): return []
-        except OSError as e: unreadable.append((folder, e.strerror)); return []
-    found = []
-    for stem in ([root/notebook] if notebook else subfolders(root)):
-        for d in subfolders(stem):
-            try: (d/'manifest.json').stat()
-            except (FileNotFoundError, NotADirectoryError): continue   # not a run folder
-            except OSError as e: unreadable.append((d, e.strerror)); continue
-            found.append(d)
-    return found
-
-def _unreadable(path:Path, root:Path, e:OSError)->RecsysError:
-    "One line for a run file this user cannot read, naming the first folder of the store on the way that cannot be opened, else the file."
-    for p in [q for q in [*reversed(path.parents), path] if q == root or root in q.parents]:
-        try: os.listdir(p)
-        except NotADirectoryError: break
-        except OSError: path = p; break
-    return RecsysError(f"cannot read {path}: {e.strerror or e}; fix its permissions (chmod -R u+rwX {path}, as its owner) or run as its owner")
-
-# %% ../nbs/07_runner.ipynb #138069a7
-REGISTRATION_FILE = 'registered.json'   # `recsys_lib.tracking.REGISTRATION_RECORD`, not imported from there: that loads MLflow
-# what `recsys runs` shows of a run, the first pattern that matches: NDCG (train: test and valid; evaluate: per version),
-# whether retraining is due (monitor), rows scored (batch inference)
-KEY_METRICS = ('ndcg@*', '*_ndcg@*', 'retrain_due', 'rows')
-
-def _registrations(run_dir:Path)->list:
-    "The model versions registered from a run (its `registered.json`); [] when none, or when it cannot be read."
-    try: entries = json.loads((run_dir/REGISTRATION_FILE).read_text())
-    except (OSError, ValueError): return []
-    return [e for e in entries if isinstance(e, dict)] if isinstance(entries, list) else []
-
-def run_model(params:dict, # the run's parameters (params.json)
-              registered:list=(), # its registrations (registered.json)
-             )->str|None: # None when the run names no model
-    "The model of a run: its `model` parameter, else the registered model it used or became."
-    for name in (params.get('model'), params.get('registered_model'), *(e.get('model') for e in registered)):
-        if isinstance(name, str) and name: return name
-    return None
-
-def _number(v)->str: return f"{v:,.0f}" if float(v).is_integer() else f"{v:.4g}"
-
-def key_metric(metrics:dict, # the run's metrics (metrics.json)
-              )->str|None: # one short line; None when the run logged no number
-    """The metric that says most about a run: the first pattern of `KEY_METRICS` it logged, else its first number by name
-    (metrics.json keeps no logging order); a family like `test_ndcg@10`, `valid_ndcg@10` on one line."""
-    numbers = {k: v for k, v in metrics.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
-    for pattern in KEY_METRICS:
-        if found := [k for k in numbers if fnmatch.fnmatchcase(k, pattern)]: break
-    else: found = sorted(numbers)[:1]
-    if not found: return None
-    _, sep, metric = found[0].rpartition('_')
-    family = [k for k in found if sep and k.endswith(sep + metric)]
-    if len(family) < 2: return f"{found[0]}={_number(numbers[found[0]])}"
-    return f"{metric} " + ' '.join(f"{k[:-len(metric) - 1]}={_number(numbers[k])}" for k in family)
-
-def list_runs(run_root:Path|str|None=None, # default the profile's `runs_dir`
-              limit:int=20, # most recent runs to show
-              notebook:str|None=None, # only runs of this notebook (its stem)
-              profile:str|None=None, # settings profile for `runs_dir`
-             )->pd.DataFrame: # one row per run, newest first
-    "Recent runs: notebook, run id, status, start, duration, reason, model, key metric and numeric metrics."
-    root, unreadable = _runs_root(run_root, profile), []
-    dirs = _run_dirs(root, notebook, unreadable)
-    def started(d):   # the start second from the name, then params.json's mtime (written once, at the start)
-        try: return d.name[:16], (d/'params.json').stat().st_mtime_ns
-        except OSError: return d.name[:16], 0
-    dirs = sorted(dirs, key=started, reverse=True)[:limit]
-    def read_object(path):   # a file that is missing, damaged or not a JSON object reads as {}: the listing goes on
-        try: found = json.loads(path.read_text())
-        except (OSError, ValueError): return {}
-        return found if isinstance(found, dict) else {}
-    rows = []
-    for d in dirs:
-        try: m = _read_manifest(d)
-        except OSError as e: unreadable.append((d/'manifest.json', e.strerror)); continue
-        metrics, params = (read_object(d/name) for name in ('metrics.json', 'params.json'))
-        rows.append({**{k: v for k, v in metrics.items() if isinstance(v, (int, float)) and not isinstance(v, bool)},
-                     'notebook': d.parent.name, 'run_id': f"{d.parent.name}/{d.name}", 'status': m.get('status'),
-                     'started': pd.Timestamp(m['started_at']) if m.get('started_at') else pd.NaT,
-                     'duration_s': m.get('duration_s'), 'reason': m.get('reason'),
-                     'model': run_model(params, _registrations(d)), 'key_metric': key_metric(metrics)})
-    if unreadable:   # listed, not hidden: a folder without permission would otherwise hide every run in it
-        log.warning("cannot read %s; fix their permissions (chmod -R u+rwX <path>, as their owner) to list the runs there",
-                    ', '.join(f"{p} ({why})" for p, why in unreadable))
-    cols = ['notebook', 'run_id', 'status', 'started', 'duration_s', 'reason', 'model', 'key_metric']
-    return pd.DataFrame(rows, columns=cols + [c for c in pd.DataFrame(rows).columns if c not in cols])
-
-def _find_run(run:Path|str, root:Path)->Path:
-    for d in (Path(run), root/str(run)):
-        try:
-            if (d/'manifest.json').is_file(): return d
-        except OSError as e: raise _unreadable(d/'manifest.json', root, e) from None
-    unreadable = []
-    found = sorted(d for d in _run_dirs(root, unreadable=unreadable) if d.name.startswith(str(run)))
-    if len(found) == 1: return found[0]
-    if not found and unreadable:
-        path, why = unreadable[0]
-        raise RecsysError(f"no run {str(run)!r} among the readable runs under {root}; cannot read {path} ({why}): "
-                          f"fix its permissions (chmod -R u+rwX {path}, as its owner) or run as its owner")
-    if not found: raise RecsysError(f"no run {str(run)!r} under {root}; `recsys runs` lists the recent ones")
-    raise RecsysError(f"run {str(run)!r} is ambiguous under {root}: {', '.join(f'{d.parent.name}/{d.name}' for d in found[:5])}")
-
-def load_run(run:Path|str, # a run folder, a run id 'stem/folder', or a unique prefix of a folder name
-             run_root:Path|str|None=None, # default the profile's `runs_dir`
-             profile:str|None=None,
-            )->dict: # run_id, run_dir, status, reason, params, metrics, manifest, notebook, registered
-    "Everything recorded about one run."
-    root = _runs_root(run_root, profile)
-    d = _find_run(run, root)
-    def read(name):
-        try: return json.loads((d/name).read_text())
-        except PermissionError as e: raise _unreadable(d/name, root, e) from None   # never a rerun without its parameters
-        except (OSError, ValueError): return {}
-    try: m = _read_manifest(d)
-    except OSError as e: raise _unreadable(d/'manifest.json', root, e) from None
-    return {'run_id': f"{d.parent.name}/{d.name}", 'run_dir': d, 'status': m.get('status'), 'reason': m.get('reason'),
-            'params': read('params.json'), 'metrics': read('metrics.json'), 'manifest': m,
-            'notebook': d/m.get('executed_notebook', '') if m.get('executed_notebook') else None, 'registered': _registrations(d)}
-
 # %% ../nbs/07_runner.ipynb #e8b42389
-def rerun(run:Path|str, # a run folder, a run id 'stem/folder', or a unique prefix of a folder name
+def rerun(run:dict, # the run, as `recsys_lib.runs.load_run` reads it
           secrets:dict|None=None, # values of the secret parameters the run was given (no record keeps them)
-          run_root:Path|str|None=None, profile:str|None=None, # where to look for `run`
+          settings:Settings|None=None, # default: the settings of the profile the run was recorded with
           timeout:float|None=None, # seconds any one cell may run; default the run's own
           progress:bool=True,
          )->RunResult:
     "Run `run` again with its own notebook version (`source.ipynb`) and the parameters it was given."
-    old = load_run(run, run_root, profile)
-    m = old['manifest']
-    src = old['run_dir']/m.get('source_notebook', SOURCE_NB)
+    m = run['manifest']
+    src = run['run_dir']/m.get('source_notebook', SOURCE_NB)
     if not src.is_file():   # runs recorded before source copies: the notebook itself, if it has not changed
         src = Path(m['notebook'])
         if not src.is_file() or sha256_file(src) != m.get('notebook_sha256'):
-            raise RecsysError(f"run {old['run_id']} kept no copy of its notebook and {src} has changed or gone since; it cannot be rerun exactly")
+            raise RecsysError(f"run {run['run_id']} kept no copy of its notebook and {src} has changed or gone since; it cannot be rerun exactly")
     hidden = [n for n in m.get('params_given', []) if n in m.get('secret_params', [])]
     secrets = dict(secrets or {})
     if extra := sorted(set(secrets) - set(hidden)):
         raise ParamError(f"{', '.join(extra)}: a rerun takes only the secret parameters the run was given ({', '.join(hidden) or 'none'}); "
                          "use `recsys run` to change parameters")
     if missing := [n for n in hidden if n not in secrets]:
-        raise ParamError(f"run {old['run_id']} was given the secret parameter(s) {', '.join(missing)}, which no record keeps; pass them again")
-    given = {n: old['params'][n] for n in m.get('params_given', []) if n not in hidden}
-    return run_notebook(m['notebook'], {**given, **secrets}, profile=profile or m.get('profile'),
-                        timeout=m.get('timeout_s') if timeout is None else timeout, run_root=old['run_dir'].parent.parent,
-                        kernel=m.get('kernel'), progress=progress, source=src, rerun_of=old['run_id'])
-
-# %% ../nbs/07_runner.ipynb #6f7dcf8c
-def _kv(d:dict)->str: return ', '.join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in d.items())
-
-def cli_inspect(args)->int:
-    "`recsys inspect NOTEBOOK`"
-    secret = load_settings(args.profile).secret_params
-    params = notebook_params(args.notebook, secret)
-    if args.json:
-        print(json.dumps([{**p.__dict__, 'type': p.type} for p in params.values()], indent=2)); return 0
-    if not params: print(f"{args.notebook}: no cell tagged 'parameters'"); return 0
-    table = pd.DataFrame([{'name': p.name, 'type': p.type + ('' if p.annotation is not None else ' (from default)'),
-                           'default': p.default, 'required': 'yes' if p.required else '', 'secret': 'yes' if p.secret else '',
-                           'help': p.help} for p in params.values()])
-    print(table.to_string(index=False)); return 0
-
-def cli_run(args)->int:
-    "`recsys run NOTEBOOK -p NAME=VALUE ... [-f FILE]`; the profile's `backend` decides where the notebook runs."
-    values = read_params_file(args.params_file) if args.params_file else {}
-    values.update(dict(args.param or []))
-    backend = load_settings(args.profile).backend
-    if backend == 'sagemaker-local': return _cli_run_container(args, values)
-    if backend == 'sagemaker':
-        from recsys_lib.sagemaker.cloud import cli_run_sagemaker
-        return cli_run_sagemaker(args, values)
-    if args.channel or args.no_wait: raise ConfigError(f"--channel and --no-wait are for SageMaker profiles; [{args.profile or 'local'}] runs {backend}")
-    return _run_and_report(lambda: run_notebook(args.notebook, values, profile=args.profile, timeout=args.timeout,
-                                                run_root=args.run_root, kernel=args.kernel, progress=not args.no_progress), args)
-
-def cli_rerun(args)->int:
-    "`recsys rerun RUN [-p SECRET=VALUE ...]`"
-    return _run_and_report(lambda: rerun(args.run, dict(args.param or []), args.run_root, args.profile, args.timeout,
-                                         progress=not args.no_progress), args)
-
-def _run_and_report(start, args)->int:
-    "Run, track, and print the outcome as `recsys run` does: exit 0, 1 (failed) or 130 (interrupted)."
-    logging.getLogger('papermill').setLevel(logging.WARNING)
-    if not args.no_track:  # a damaged, lost or read-only store is refused now, not after the whole notebook has run
-        from recsys_lib.tracking import check_store
-        check_store(args.profile)
-    try: res = start()
-    except RunInterrupted as e:
-        print(f"recsys {args.command}: interrupted: {e.result.reason}; executed notebook: {e.result.notebook}", file=sys.stderr)
-        raise SystemExit(130)
-    tracked, untracked = ({}, None) if args.no_track else track_run(res.run_dir, args.profile)
-    if not res.ok:
-        if res.error and res.error not in (res.reason or ''): print(f"error:\n{res.error}", file=sys.stderr)  # whole, before the one-line summary
-        if untracked: log.warning("run %s was not logged to MLflow: %s", res.run_id, untracked)
-        print(f"recsys {args.command}: {res.status}: {res.reason}; executed notebook: {res.notebook}", file=sys.stderr)
-        raise SystemExit(1)
-    if untracked:   # the notebook succeeded, but nothing downstream can see it: a scheduler must not count it done
-        print(untracked_line(args.command, untracked, res.run_dir, args.profile), file=sys.stderr)
-        raise SystemExit(1)
-    print(f"run {res.run_id} succeeded{': ' + _kv(res.metrics) if res.metrics else ''}\n{res.run_dir}")
-    if 'version' in tracked: print(f"registered {tracked['registered_model']!r} version {tracked['version']} (alias challenger)")
-    return 0
-
-def _cli_run_container(args, values:dict)->int:
-    "`recsys run` on the sagemaker-local backend: the SageMaker container contract, emulated on this machine."
-    from recsys_lib.sagemaker.cloud import job_kind
-    from recsys_lib.sagemaker.local import run_local_job
-    if args.no_wait: raise ConfigError("--no-wait: a sagemaker-local job runs on this machine; run it in the background instead")
-    res = run_local_job(args.notebook, values, profile=args.profile, timeout=args.timeout, track=not args.no_track,
-                        channels=dict(args.channel or []), mode=job_kind(args.notebook, args.job_kind), wheel=args.wheel)
-    if not res.ok:
-        if res.tracking_error: log.warning("job %s was not logged to MLflow: %s", res.job_name, res.tracking_error)
-        print(f"recsys run: job {res.job_name} {res.status}: {res.reason}", file=sys.stderr)
-        raise SystemExit(2 if res.status == 'rejected' else 1)
-    if res.tracking_error:   # the job ran: not exit 2 (refused), and not 0, as nothing downstream can see it
-        print(untracked_line('run', res.tracking_error, res.run_dir, args.profile, f"job {res.job_name}"), file=sys.stderr)
-        raise SystemExit(1)
-    print(f"job {res.job_name} succeeded{': ' + _kv(res.metrics) if res.metrics else ''}\n{res.run_dir}")
-    if 'version' in res.tracked: print(f"registered {res.tracked['registered_model']!r} version {res.tracked['version']} (alias challenger)")
-    return 0
-
-RUNS_WIDTH = 120   # characters per line of `recsys runs`
-
-def _columns(rows:list, # tuples of text, the header first
-             caps:tuple, # the widest each column may be, None: never cut (the last column gets what is left of `width`)
-             width:int)->list:
-    "Lines of left-aligned columns two spaces apart, at most `width` characters; a value cut short ends in '…'."
-    widths = [max(len(r[i]) for r in rows) for i in range(len(caps))]
-    widths = [w if c is None else min(w, c) for w, c in zip(widths[:-1], caps)]
-    widths.append(max(width - sum(widths) - 2 * len(widths), 12))
-    return ['  '.join(_cut(v, w).ljust(w) for v, w in zip(r, widths)).rstrip() for r in rows]
-
-def cli_runs(args)->int:
-    "`recsys runs`: one line per run: notebook, run folder, status, model, and its key metric or, when it did not succeed, why."
-    table = list_runs(args.run_root, args.limit, args.notebook, args.profile)
-    if table.empty: print(f"no runs under {_runs_root(args.run_root, args.profile)}"); return 0
-    text = lambda v: '' if v is None or v is pd.NaT or (isinstance(v, float) and pd.isna(v)) else str(v)
-    rows = [('notebook', 'run', 'status', 'model', 'metric / reason')] + [
-        (r.notebook, r.run_id.split('/', 1)[1], text(r.status), text(r.model),
-         text(r.reason) if r.status != 'succeeded' and text(r.reason) else text(r.key_metric))
-        for r in table[['notebook', 'run_id', 'status', 'model', 'key_metric', 'reason']].itertuples(index=False)]
-    print('\n'.join(_columns(rows, (16, None, None, 16, None), RUNS_WIDTH))); return 0
-
-def _tracking_lines(run:dict)->list:
-    "`recsys show`'s lines on MLflow: the run it was logged as, the versions registered from it, or that it was not logged."
-    m, registered = run['manifest'], run['registered']
-    mlflow_run = m.get('mlflow_run_id') or next((e['mlflow_run_id'] for e in registered if e.get('mlflow_run_id')), None)
-    lines = [f"tracking  MLflow run {mlflow_run}" if mlflow_run else
-             "tracking  not logged to MLflow" + (f": {m['tracking_error']}" if m.get('tracking_error') else "")]
-    several = len({e.get('registry') for e in registered}) > 1   # name the registry only when it tells them apart
-    return lines + [f"registry  {e.get('model')!r} version {e.get('version')}" + (f" in {e.get('registry')}" if several else "")
-                    for e in registered]
-
-def cli_show(args)->int:
-    "`recsys show RUN`"
-    run = load_run(args.run, args.run_root, args.profile)
-    if args.json:
-        print(json.dumps({k: (str(v) if isinstance(v, Path) else v) for k, v in run.items()}, indent=2, default=str)); return 0
-    from recsys_lib.pipeline import describe_data  # the pipelines' lineage records; runner does not import pipeline at load
-    m = run['manifest']
-    git = m.get('git') or {}
-    slow = sorted((c for c in m.get('cells', []) if c.get('duration_s')), key=lambda c: -c['duration_s'])[:3]
-    lines = [f"run       {run['run_id']}", f"status    {run['status']}" + (f": {run['reason']}" if run['reason'] else ""),
-             f"started   {m.get('started_at')}  ({m.get('duration_s')} s)", f"notebook  {run['notebook']}",
-             f"params    {_kv(run['params'])}", f"metrics   {_kv(run['metrics']) or '-'}", *_tracking_lines(run),
-             f"code      {git.get('commit') or '-'}{' (dirty)' if git.get('dirty') else ''}",
-             f"data      {_kv(m.get('data_fingerprints') or {}) or '-'}",
-             *([f"trained   {describe_data(trained)}"] if (trained := (m.get('records') or {}).get('training_data')) else []),
-             f"slowest   {', '.join('cell %s %.2f s' % (c['cell'], c['duration_s']) for c in slow) or '-'}"]
-    if m.get('error') and m['error'] not in (run['reason'] or ''): lines.append(f"error     {m['error']}")
-    print('\n'.join(lines)); return 0
-
-# %% ../nbs/07_runner.ipynb #5696d44c
-class ParamAction(argparse.Action):
-    "A repeatable `NAME VALUE` option: appends [NAME, VALUE]; under a `ParamParser` it takes `NAME=VALUE` too."
-    def __init__(self, option_strings, dest, **kwargs): super().__init__(option_strings, dest, nargs=2, **kwargs)
-    def __call__(self, parser, namespace, values, option_string=None):
-        setattr(namespace, self.dest, [*(getattr(namespace, self.dest, None) or []), list(values)])
-
-PARAM_FORMS = ("NAME=VALUE or NAME VALUE (repeatable). A word with '=' after a parameter name is split at its first '=' "
-               "(-p model=ease); any other word is the NAME and the next word its VALUE, whole (-p expr a=b gives expr 'a=b')")
-
-def split_param_words(words:list, # command-line words of one (sub)command
-                      param_options:set, # option strings of its `ParamAction`s, e.g. {'-p', '--param'}
-                      other_options:set=frozenset(), # its other option strings, which cannot be a VALUE
-                     )->list: # `words` with every `-p NAME=VALUE` written as `-p NAME VALUE`
-    "Rewrite `-p NAME=VALUE` (and `--param=NAME=VALUE`) as `-p NAME VALUE`; `ParamError` for a `-p` followed by no NAME."
-    out, rest = [], list(words)
-    while rest:
-        word = rest.pop(0)
-        if word == '--': return out + [word, *rest]   # what follows is positional
-        opt, eq, attached = word.partition('=')
-        if eq and opt in param_options: word, rest = opt, [attached, *rest]   # argparse reads `--param=X` as `--param X`
-        out.append(word)
-        if word not in param_options: continue
-        if not rest: raise ParamError(f"{word} takes NAME=VALUE or NAME VALUE; nothing follows it")
-        first = rest.pop(0)
-        name, eq, value = first.partition('=')
-        if eq and name.isidentifier(): out += [name, value]
-        elif eq or first.startswith('-') or not first:
-            raise ParamError(f"{word} {first!r}: expected NAME=VALUE or NAME VALUE, where NAME is a parameter name "
-                             "(letters, digits and _, not starting with a digit)")
-        elif not rest or rest[0].partition('=')[0] in {*param_options, *other_options}:
-            raise ParamError(f"{word} {first}: no VALUE; expected {first}=VALUE or {first} VALUE")
-        else: out += [first, rest.pop(0)]
-    return out
-
-class ParamParser(argparse.ArgumentParser):
-    "An `ArgumentParser` whose `ParamAction` options take `NAME=VALUE` as well as `NAME VALUE`; its subcommands' parsers are ones too."
-    def parse_known_args(self, args=None, namespace=None):
-        "`argparse`'s own, on `args` (default `sys.argv[1:]`) with `-p NAME=VALUE` rewritten first; a bad `-p` is a usage error."
-        words = sys.argv[1:] if args is None else list(args)
-        params = {s for a in self._actions if isinstance(a, ParamAction) for s in a.option_strings}
-        if params:
-            try: words = split_param_words(words, params, {s for a in self._actions for s in a.option_strings} - params)
-            except ParamError as e: self.error(str(e))   # a usage error: the usage, this line, exit status 2
-        return super().parse_known_args(words, namespace)
-
-# %% ../nbs/07_runner.ipynb #4308ed59
-def add_subcommands(sub)->None:
-    "Register `inspect`, `run`, `rerun`, `runs` and `show` on the `recsys` parser's subparsers."
-    def common(p, runs=False):
-        p.add_argument('--profile', default=None, help="settings profile (default $RECSYS_PROFILE or local)")
-        if runs: p.add_argument('--run-root', default=None, help="folder of the run folders (default: runs_dir of the profile)")
-    i = sub.add_parser('inspect', help="list a pipeline notebook's parameters")
-    i.add_argument('notebook', help="the pipeline notebook (.ipynb)")
-    i.add_argument('--json', action='store_true', help="print JSON")
-    common(i); i.set_defaults(func=cli_inspect)
-    r = sub.add_parser('run', help="run a pipeline notebook with checked parameters and record the run")
-    r.add_argument('notebook', help="the pipeline notebook (.ipynb)")
-    r.add_argument('-p', '--param', action=ParamAction, metavar=('NAME', 'VALUE'), help=f"a parameter: {PARAM_FORMS}")
-    r.add_argument('-f', '--params-file', default=None, help="YAML or JSON file of parameters (-p overrides it)")
-    r.add_argument('--timeout', type=float, default=None, help="seconds any one cell may run")
-    r.add_argument('--kernel', default=None, help="Jupyter kernel (default: kernel of the profile)")
-    r.add_argument('--no-progress', action='store_true', help="no per-cell progress bar")
-    r.add_argument('--no-track', action='store_true', help="do not log the run to MLflow nor register its model")
-    r.add_argument('--channel', nargs=2, action='append', metavar=('NAME', 'SOURCE'),
-                   help="SageMaker profiles: a data channel (local file/folder or s3:// URI), read as $SM_CHANNEL_<NAME>")
-    r.add_argument('--job-kind', choices=('training', 'processing'), default=None,
-                   help="SageMaker profiles: the job kind (default: processing for batch_inference, training otherwise)")
-    r.add_argument('--no-wait', action='store_true', help="SageMaker profile: return once the job is created (collect it with recsys attach)")
-    r.add_argument('--wheel', default=None, help="SageMaker profiles: the recsys_lib wheel the job installs (default: built from this checkout)")
-    common(r, runs=True); r.set_defaults(func=cli_run)
-    rr = sub.add_parser('rerun', help="run a recorded run again: its notebook version and its parameters, into a new run folder")
-    rr.add_argument('run', help="run folder, run id (notebook/folder) or a unique prefix of the folder name")
-    rr.add_argument('-p', '--param', action=ParamAction, metavar=('NAME', 'VALUE'), help=f"a secret parameter the run was given: {PARAM_FORMS}")
-    rr.add_argument('--timeout', type=float, default=None, help="seconds any one cell may run (default: the run's)")
-    rr.add_argument('--no-progress', action='store_true', help="no per-cell progress bar")
-    rr.add_argument('--no-track', action='store_true', help="do not log the run to MLflow nor register its model")
-    common(rr, runs=True); rr.set_defaults(func=cli_rerun)
-    ls = sub.add_parser('runs', help="list recent pipeline runs")
-    ls.add_argument('--notebook', default=None, help="only runs of this notebook (its name without .ipynb)")
-    ls.add_argument('-n', '--limit', type=int, default=20, help="how many")
-    common(ls, runs=True); ls.set_defaults(func=cli_runs)
-    s = sub.add_parser('show', help="show one pipeline run")
-    s.add_argument('run', help="run folder, run id (notebook/folder) or a unique prefix of the folder name")
-    s.add_argument('--json', action='store_true', help="print everything as JSON")
-    common(s, runs=True); s.set_defaults(func=cli_show)
-
-# %% ../nbs/07_runner.ipynb #64eab229
-def track_run(run_dir:Path, # a finished run folder
-              profile=None, # whose MLflow stores; default the default profile
-             )->tuple: # (what `register_run` returned, or {}; the recorded tracking error, or None)
-    "Log a finished run to MLflow and register its model if it succeeded; its manifest notes the MLflow run id, or the failure (not raised)."
-    from recsys_lib.pipeline import register_run
-    try: tracked = register_run(run_dir, profile)
-    except Exception as e: return {}, record_tracking_error(run_dir, e)   # the run's own record stays true
-    path = Path(run_dir)/'manifest.json'
-    try:   # logged now: an error an earlier attempt recorded no longer holds
-        manifest = {k: v for k, v in json.loads(path.read_text()).items() if k != 'tracking_error'}
-        write_json(path, {**manifest, 'mlflow_run_id': tracked['mlflow_run_id']})
-    except (OSError, ValueError) as e:
-        log.warning("run %s is logged as MLflow run %s, but its manifest cannot note it: %s", run_dir, tracked['mlflow_run_id'], e)
-    return tracked, None
-
-def record_tracking_error(run_dir:Path, error:Exception)->str:
-    "Record in the run's manifest (`tracking_error`) that logging it to MLflow failed; its status stays what the notebook did."
-    log.debug("logging %s to MLflow failed", run_dir, exc_info=True)
-    text = _cut(f"{type(error).__name__}: " * (not isinstance(error, RecsysError)) + (str(error).strip().splitlines() or [''])[0], 300)
-    write_json(run_dir/'manifest.json', {**json.loads((run_dir/'manifest.json').read_text()), 'tracking_error': text})
-    return text
-
-def untracked_line(command:str, # the `recsys` subcommand that reports
-                   error:str, # the recorded tracking error
-                   run_dir:Path, # the run folder, kept
-                   profile=None, # the profile it was run with
-                   what:str|None=None, # what succeeded, e.g. 'job recsys-train-20260101030000'; default the run
-                  )->str:
-    "The one line saying that a run succeeded but is not in MLflow, and the call that logs it once the store is fixed."
-    call = f"recsys_lib.pipeline.register_run({str(run_dir)!r}" + (f", {profile!r}" if profile else '') + ")"
-    return (f"recsys {command}: " + (f"{what} " if what else '') + f"succeeded, but logging it to MLflow failed: {error}; the run "
-            f"and its model are kept in {run_dir} (status succeeded, not registered): fix the store, then register it with {call}")
+        raise ParamError(f"run {run['run_id']} was given the secret parameter(s) {', '.join(missing)}, which no record keeps; pass them again")
+    given = {n: run['params'][n] for n in m.get('params_given', []) if n not in hidden}
+    return run_notebook(m['notebook'], {**given, **secrets}, settings or load_settings(m.get('profile')),
+                        timeout=m.get('timeout_s') if timeout is None else timeout, run_root=run['run_dir'].parent.parent,
+                        kernel=m.get('kernel'), progress=progress, source=src, rerun_of=run['run_id'])

@@ -7,12 +7,12 @@ Docs: https://recsys-lib.github.io/recsys_lib/sasrec.html.md"""
 
 # %% ../nbs/04d_sasrec.ipynb #798a8c98
 from __future__ import annotations
-import contextlib, hashlib, json, logging, math, os, shutil, sys, tempfile, time, warnings
-from dataclasses import dataclass
+import contextlib, json, logging, math, os, shutil, sys, tempfile, time, warnings
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from fastcore.basics import patch
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -21,18 +21,18 @@ from pytorch_lightning.callbacks import Callback, Checkpoint, EarlyStopping, Mod
 from pytorch_lightning.plugins.environments import ClusterEnvironment
 from pytorch_lightning.strategies import DDPStrategy
 
-from .core import ConfigError, DataError, sha256_file, write_json
+from .core import RUN_DIR_ENV, DataError, sha256_file, write_json
 from .memory import check_memory
 from .data import Interactions, Sequences
 from .models import Recommender
-from .runner import RUN_DIR_ENV
+from .distributed import (
+    Cluster, all_agree, checkpoint_digest, join_process_group, resumable_checkpoint, sagemaker_cluster, spot_checkpoint_dir)
 
 log = logging.getLogger(__name__)
 
 # %% auto #0
-__all__ = ['log', 'MASTER_PORT', 'CHECKPOINT_ENV', 'left_padded', 'training_windows', 'CausalBlock', 'SASRecModule',
-           'SASRecDataModule', 'resolve_precision', 'inference_device', 'is_interactive', 'Cluster',
-           'sagemaker_cluster', 'is_leader', 'spot_checkpoint_dir', 'SASRec']
+__all__ = ['log', 'left_padded', 'training_windows', 'CausalBlock', 'SASRecModule', 'SASRecDataModule', 'resolve_precision',
+           'inference_device', 'is_interactive', 'SASRec']
 
 # %% ../nbs/04d_sasrec.ipynb #b49c7d98
 def left_padded(seq:Sequences, # time-ordered item codes per user, from `Interactions.to_sequences()`
@@ -252,6 +252,7 @@ class _History(Callback):
         torch.set_rng_state(state['rng']['torch'])  # the next epoch's shuffle and dropout continue where they stopped
         if 'cuda' in state['rng'] and torch.cuda.is_available(): torch.cuda.set_rng_state(state['rng']['cuda'])
 
+# %% ../nbs/04d_sasrec.ipynb #5a4be6db
 class _BestWeights(Callback):
     "The weights of the epoch with the highest validation NDCG@10 (the first on ties), kept in memory on every process."
     def __init__(self): self.score, self.epoch, self.weights = -math.inf, 0, None
@@ -285,60 +286,6 @@ def is_interactive(environ:dict|None=None, # default os.environ
     # ipykernel keeps the allow_stdin flag of the cell it is running; a kernel without it counts as a person's
     return bool(getattr(getattr(shell, 'kernel', None), '_allow_stdin', True))
 
-# %% ../nbs/04d_sasrec.ipynb #31800aa8
-MASTER_PORT = 29500  # torch.distributed's customary port; `RECSYS_MASTER_PORT` overrides it
-
-@dataclass(frozen=True)
-class Cluster:
-    "The hosts of a training job and this process's place among them."
-    hosts: tuple # host names; the first is the leader
-    current_host: str # this host
-    gpus_per_host: int # `SM_NUM_GPUS` (0 when unknown or CPU only)
-    master_addr: str # where the processes meet: the leader, unless `RECSYS_MASTER_ADDR` says otherwise
-    master_port: int # and on which port
-    @property
-    def node_rank(self)->int: return self.hosts.index(self.current_host)
-    @property
-    def num_nodes(self)->int: return len(self.hosts)
-    @property
-    def is_distributed(self)->bool: return len(self.hosts) > 1
-    @property
-    def is_leader(self)->bool: return self.node_rank == 0
-
-def _env_int(env, name, default, lo, hi=None):
-    v = env.get(name)
-    if v in (None, ''): return default
-    try: n = int(v)
-    except ValueError: n = None
-    if n is None or n < lo or (hi is not None and n > hi):
-        raise ConfigError(f"{name}={v!r}; expected an integer >= {lo}" + (f" and <= {hi}" if hi is not None else ''))
-    return n
-
-def sagemaker_cluster(environ:dict|None=None, # default os.environ
-                     )->Cluster:
-    "The job's hosts from `SM_HOSTS`, `SM_CURRENT_HOST` and `SM_NUM_GPUS`; a single host when `SM_HOSTS` is not set."
-    env = os.environ if environ is None else environ
-    raw, current = env.get('SM_HOSTS'), env.get('SM_CURRENT_HOST') or None
-    want = 'expected a JSON list of distinct host names, e.g. ["algo-1","algo-2"]'
-    if raw in (None, ''): hosts = (current or 'localhost',)
-    else:
-        try: hosts = json.loads(raw)
-        except ValueError: raise ConfigError(f"SM_HOSTS={raw!r} is not JSON; {want}") from None
-        if (not isinstance(hosts, list) or not hosts or len(set(hosts)) != len(hosts)
-                or not all(isinstance(h, str) and h for h in hosts)): raise ConfigError(f"SM_HOSTS={raw!r}; {want}")
-        hosts = tuple(hosts)
-    if current is None:
-        if len(hosts) > 1: raise ConfigError(f"SM_CURRENT_HOST is not set but SM_HOSTS names {len(hosts)} hosts; expected one of them")
-        current = hosts[0]
-    if current not in hosts: raise ConfigError(f"SM_CURRENT_HOST={current!r} is not in SM_HOSTS={list(hosts)}")
-    return Cluster(hosts, current, _env_int(env, 'SM_NUM_GPUS', 0, 0), env.get('RECSYS_MASTER_ADDR') or hosts[0],
-                   _env_int(env, 'RECSYS_MASTER_PORT', MASTER_PORT, 1, 65535))
-
-def is_leader(environ:dict|None=None, # default os.environ
-             )->bool:
-    "Whether this host is the job's leader (node rank 0), the one that writes outputs; True on a single host."
-    return sagemaker_cluster(environ).is_leader
-
 # %% ../nbs/04d_sasrec.ipynb #12bac84e
 class _HostEnvironment(ClusterEnvironment):
     "Lightning's view of a `Cluster`: one process per host, started by the job, node rank = global rank."
@@ -358,52 +305,8 @@ class _HostEnvironment(ClusterEnvironment):
     def local_rank(self)->int: return 0
     def node_rank(self)->int: return self.cluster.node_rank
 
-def _join_process_group(cluster:Cluster, backend:str):
-    "Open the torch.distributed group of one process per host (once per process; later calls check it fits)."
-    import torch.distributed as dist
-    if dist.is_initialized():
-        if (dist.get_world_size(), dist.get_rank()) != (cluster.num_nodes, cluster.node_rank):
-            raise ConfigError(f"this process already belongs to a process group of {dist.get_world_size()} (rank {dist.get_rank()}), "
-                              f"not to the job's {cluster.num_nodes} hosts (rank {cluster.node_rank})")
-        return
-    log.info("joining %d hosts as rank %d at %s:%d (%s)", cluster.num_nodes, cluster.node_rank, cluster.master_addr, cluster.master_port, backend)
-    dist.init_process_group(backend, init_method=f"tcp://{cluster.master_addr}:{cluster.master_port}",
-                            rank=cluster.node_rank, world_size=cluster.num_nodes)
-
-def _all_agree(flag:bool, backend:str)->bool:
-    "True only if `flag` is True in every process of the group."
-    import torch.distributed as dist
-    t = torch.tensor([int(flag)], device='cuda' if backend == 'nccl' else 'cpu')
-    dist.all_reduce(t, op=dist.ReduceOp.MIN)
-    return bool(t.item())
-
 # %% ../nbs/04d_sasrec.ipynb #e81b847a
-CHECKPOINT_ENV = 'RECSYS_CHECKPOINT_DIR'
 _NOT_IDENTITY = ('max_epochs', 'progress_bar', 'checkpoint_dir', 'accelerator', 'devices', 'precision')
-
-def spot_checkpoint_dir(environ:dict|None=None, # default os.environ
-                       )->Path|None: # where `fit` keeps resumable checkpoints; None: nowhere
-    "`$RECSYS_CHECKPOINT_DIR`, else `<$RECSYS_SM_ROOT or /opt/ml>/checkpoints` if that folder exists, else None."
-    env = os.environ if environ is None else environ
-    if env.get(CHECKPOINT_ENV): return Path(env[CHECKPOINT_ENV])
-    d = Path(env.get('RECSYS_SM_ROOT') or '/opt/ml')/'checkpoints'
-    return d if d.is_dir() else None
-
-def _digest(identity:dict)->str: return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:16]
-
-def _resumable(run_dir:Path, identity:dict, max_epochs:int)->tuple:
-    "(last.ckpt, epochs) when `run_dir` holds a checkpoint of this training that fits in `max_epochs`, else (None, why not or None)."
-    last, meta = run_dir/'last.ckpt', run_dir/'checkpoint.json'
-    if not last.is_file(): return None, None
-    try: info = json.loads(meta.read_text())
-    except (OSError, ValueError): return None, f"{meta.name} is missing or unreadable"
-    if {k: info.get(k) for k in identity} != identity:
-        diff = sorted(k for k in identity if info.get(k) != identity[k])
-        return None, f"it was trained differently ({', '.join(diff)} differ)"
-    if info.get('sha256') != sha256_file(last): return None, "last.ckpt does not match the SHA-256 recorded with it (cut short?)"
-    if not isinstance(info.get('epochs'), int) or info['epochs'] > max_epochs:
-        return None, f"it holds {info.get('epochs')} epochs, more than max_epochs={max_epochs}"
-    return last, info['epochs']
 
 class _LastCheckpoint(Checkpoint):
     "After every epoch: `last.ckpt`, written atomically by the leader, then `checkpoint.json` with its identity and SHA-256."
@@ -419,6 +322,7 @@ class _LastCheckpoint(Checkpoint):
 class SASRec(Recommender):
     "Causal transformer over each user's item sequence, trained with full-catalogue cross-entropy (SASRec+)."
     name = 'sasrec'
+    block_users = 128  # users per scoring block of recommend and score: the default batch_size, which set it before
     def __init__(self,
                  max_len:int=50, # most recent items the model reads per user
                  n_layers:int=2, # transformer blocks
@@ -427,7 +331,7 @@ class SASRec(Recommender):
                  dropout:float=0.2, # dropout rate in [0, 1)
                  lr:float=1e-3, # AdamW learning rate
                  weight_decay:float=0.0, # AdamW weight decay on weight matrices and embeddings
-                 batch_size:int=128, # training windows per step (also users per scoring block)
+                 batch_size:int=128, # training windows per step
                  max_epochs:int=100, # upper bound on epochs; without `valid`, the number of epochs
                  patience:int=5, # epochs without a better validation NDCG@10 before stopping
                  seed:int=0, # seeds initialisation, dropout and shuffling
@@ -464,6 +368,7 @@ class SASRec(Recommender):
                             self.lr, self.weight_decay)
 
 # %% ../nbs/04d_sasrec.ipynb #0ee08f16
+@patch
 def _validation_data(self:SASRec, train:Interactions, valid:Interactions|None)->dict:
     "Keyword arguments of `SASRecDataModule` for validation; empty without usable validation users."
     if valid is None: return {}
@@ -478,9 +383,8 @@ def _validation_data(self:SASRec, train:Interactions, valid:Interactions|None)->
     first = vs.items[vs.offsets[:-1]][np.isin(vs.users, users)]
     return dict(val_histories=self.sequences_[users], val_targets=first, val_seen=self.seen_[users])
 
-SASRec._validation_data = _validation_data
-
 # %% ../nbs/04d_sasrec.ipynb #4b1d0d82
+@patch
 def _placement(self:SASRec, cluster:Cluster, on_cpu:bool)->dict:
     "Trainer arguments: this process's `devices` on one host; DDP with one process (one device) per host across hosts."
     if not cluster.is_distributed: return dict(devices=self.devices)
@@ -488,15 +392,16 @@ def _placement(self:SASRec, cluster:Cluster, on_cpu:bool)->dict:
         warnings.warn(f"training across {cluster.num_nodes} hosts runs one process on one device per host; devices={self.devices!r} "
                       f"and SM_NUM_GPUS={cluster.gpus_per_host} are not used beyond that")
     backend = 'gloo' if on_cpu else 'nccl'
-    _join_process_group(cluster, backend)
+    join_process_group(cluster, backend)
     return dict(devices=1, num_nodes=cluster.num_nodes, use_distributed_sampler=False,
                 strategy=DDPStrategy(cluster_environment=_HostEnvironment(cluster), process_group_backend=backend))
 
+@patch
 def _checkpointing(self:SASRec, root:Path, identity:dict, cluster:Cluster, backend:str|None)->tuple:
     "(folder, last.ckpt to resume from or None, epochs it holds) for this training under `root`, agreed by every host."
-    run_dir = root/f"sasrec-{_digest(identity)}"
-    last, found = _resumable(run_dir, identity, self.max_epochs)  # found: epochs held, or why not / None
-    if backend is not None and not _all_agree(last is not None, backend):
+    run_dir = root/f"sasrec-{checkpoint_digest(identity)}"
+    last, found = resumable_checkpoint(run_dir, identity, self.max_epochs)  # found: epochs held, or why not / None
+    if backend is not None and not all_agree(last is not None, backend):
         last, found = None, found if last is None else "another host has no valid checkpoint"
     if last is None:
         if found: log.warning("not resuming from %s: %s; training from scratch", run_dir/'last.ckpt', found)
@@ -505,8 +410,6 @@ def _checkpointing(self:SASRec, root:Path, identity:dict, cluster:Cluster, backe
         return run_dir, None, 0
     log.warning("resuming SASRec from %s (%d epochs done)", last, found)
     return run_dir, last, found
-
-SASRec._placement, SASRec._checkpointing = _placement, _checkpointing
 
 # %% ../nbs/04d_sasrec.ipynb #78bb51fa
 _LOGIT_COPIES = 4  # logits, log-softmax and their gradients (3.0-3.4 measured on CPU), with room for mixed precision's float32 copies
@@ -520,6 +423,7 @@ def _device_free_bytes(device:torch.device)->int|None:
 
 _SHRINK = "or shrink the catalogue with an item k-core: read_interactions(..., min_item_interactions=N) or k_core(inter, min_item=N)"
 
+@patch
 def _check_training_memory(self:SASRec, n_windows:int, device:torch.device):
     "Refuse before training when one step's full-catalogue logits, with softmax and gradients, do not fit where training runs."
     n, rows = len(self.item_map_), min(self.batch_size, n_windows) * self.max_len
@@ -528,19 +432,20 @@ def _check_training_memory(self:SASRec, n_windows:int, device:torch.device):
                  f"max_len={self.max_len} positions x {n:,} items per step, with their softmax and gradients)",
                  f"lower batch_size (the logits grow with batch_size x max_len x items), {_SHRINK}", available=_device_free_bytes(device))
 
+@patch
 def _check_scoring_memory(self:SASRec, n_users:int, device:torch.device):
     "Refuse before scoring a block whose users x items scores (and one chunk's logits) do not fit."
     n, chunk = len(self.item_map_), min(n_users, _SCORE_CHUNK)
     what = f"SASRec scoring {n_users:,} users at once ({n_users:,} x {n:,} float32 scores, {chunk:,} users' logits at a time)"
-    fix = ("score fewer users at once: lower batch_size (SASRec's batch_size sets the blocks of recommend and score; "
-           "batch_recommend takes its own batch_size)")
+    fix = ("score fewer users at once: lower block_users (an argument of recommend, score and batch_recommend; "
+           "the model's block_users attribute is the default of recommend and score)")
     check_memory((n_users + chunk) * n * 4, what, fix)
     if device.type == 'cuda': check_memory(chunk * n * 4, what + ' on cuda', fix, available=_device_free_bytes(device))
 
-SASRec._check_training_memory, SASRec._check_scoring_memory = _check_training_memory, _check_scoring_memory
-
-# %% ../nbs/04d_sasrec.ipynb #9b9667d1
-def _fit(self:SASRec, train:Interactions, valid:Interactions|None):
+# %% ../nbs/04d_sasrec.ipynb #c3b94342
+@patch
+def _training_data(self:SASRec, train:Interactions, valid:Interactions|None)->tuple:
+    "(the `SASRecDataModule` of `train`'s windows, its validation arguments), after every check that needs no Trainer."
     self._check_params()
     if not train.has_timestamps: raise DataError("SASRec needs a 'timestamp' column to order each user's events; these interactions have none")
     seq = train.to_sequences()
@@ -549,7 +454,36 @@ def _fit(self:SASRec, train:Interactions, valid:Interactions|None):
     if len(inputs) == 0: raise DataError("no user has two or more training events: SASRec learns from consecutive pairs")
     self._check_training_memory(len(inputs), inference_device(self.accelerator))
     val = self._validation_data(train, valid)
-    data = SASRecDataModule(inputs, targets, self.batch_size, seed=self.seed, **val)
+    return SASRecDataModule(inputs, targets, self.batch_size, seed=self.seed, **val), val
+
+@patch
+def _identity(self:SASRec, precision, cluster:Cluster, valid:Interactions|None, val:dict)->dict:
+    "What makes two trainings the same for resuming: the parameters that change the weights, precision, hosts, data and version."
+    return json.loads(json.dumps({'model': self.name, 'recsys_lib': _version(), 'precision': str(precision),
+        'params': {k: v for k, v in self.get_params().items() if k not in _NOT_IDENTITY}, 'hosts': cluster.num_nodes,
+        'train': self.train_fingerprint_, 'valid': valid.fingerprint() if val else None}, default=str))
+
+@patch
+def _keep_results(self:SASRec, trainer:pl.Trainer, history:_History, best:_BestWeights, resumed:int):
+    "After training: the best weights (the last without validation) on the CPU, the history and where training ran."
+    if best.weights is not None:
+        self.module_.load_state_dict(best.weights)
+        self.best_epoch_ = best.epoch
+    else: self.best_epoch_ = len(history.rows)
+    self.module_.cpu().eval()
+    self.history_ = pd.DataFrame(history.rows, columns=['epoch', 'train_loss', 'val_ndcg@10', 'seconds'])
+    self.trainer_config_ = {'accelerator': type(trainer.accelerator).__name__, 'devices': trainer.num_devices,
+                            'precision': str(trainer.precision), 'num_nodes': trainer.num_nodes,
+                            'world_size': trainer.world_size, 'resumed_epochs': resumed}
+
+def _version():
+    from recsys_lib import __version__
+    return __version__
+
+# %% ../nbs/04d_sasrec.ipynb #9b9667d1
+@patch
+def _fit(self:SASRec, train:Interactions, valid:Interactions|None):
+    data, val = self._training_data(train, valid)
     precision = resolve_precision(self.precision, self.accelerator)
     on_cpu = inference_device(self.accelerator).type == 'cpu'
     cluster = sagemaker_cluster()
@@ -561,9 +495,7 @@ def _fit(self:SASRec, train:Interactions, valid:Interactions|None):
     callbacks = [history] + ([TQDMProgressBar()] if show_progress else [])
     resume, resumed = None, 0
     if spot is not None:
-        identity = json.loads(json.dumps({'model': self.name, 'recsys_lib': _version(), 'precision': str(precision),
-            'params': {k: v for k, v in self.get_params().items() if k not in _NOT_IDENTITY}, 'hosts': cluster.num_nodes,
-            'train': self.train_fingerprint_, 'valid': valid.fingerprint() if val else None}, default=str))
+        identity = self._identity(precision, cluster, valid, val)
         run_dir, resume, resumed = self._checkpointing(spot, identity, cluster, backend)
         callbacks.append(_LastCheckpoint(run_dir, identity))
     else: run_dir = Path(self.checkpoint_dir) if self.checkpoint_dir is not None else Path(tempfile.mkdtemp(prefix='recsys-sasrec-'))
@@ -583,23 +515,10 @@ def _fit(self:SASRec, train:Interactions, valid:Interactions|None):
             trainer.fit(self.module_, datamodule=data, ckpt_path=resume, weights_only=True if resume else None)
     finally:
         if self.checkpoint_dir is None and spot is None: shutil.rmtree(run_dir, ignore_errors=True)
-    if best.weights is not None:
-        self.module_.load_state_dict(best.weights)
-        self.best_epoch_ = best.epoch
-    else: self.best_epoch_ = len(history.rows)
-    self.module_.cpu().eval()
-    self.history_ = pd.DataFrame(history.rows, columns=['epoch', 'train_loss', 'val_ndcg@10', 'seconds'])
-    self.trainer_config_ = {'accelerator': type(trainer.accelerator).__name__, 'devices': trainer.num_devices,
-                            'precision': str(trainer.precision), 'num_nodes': trainer.num_nodes,
-                            'world_size': trainer.world_size, 'resumed_epochs': resumed}
-
-def _version():
-    from recsys_lib import __version__
-    return __version__
-
-SASRec._fit = _fit
+    self._keep_results(trainer, history, best, resumed)
 
 # %% ../nbs/04d_sasrec.ipynb #eec6955c
+@patch
 def _score_users(self:SASRec, users:np.ndarray)->np.ndarray:
     device = inference_device(self.accelerator)
     self._check_scoring_memory(len(users), device)
@@ -612,12 +531,14 @@ def _score_users(self:SASRec, users:np.ndarray)->np.ndarray:
     out[self.sequences_[users, -1] == 0] = self.item_popularity_  # no training events: popularity
     return out
 
+@patch
 def _state(self:SASRec)->dict:
     arrays = {f'param.{k}': v.detach().cpu().float().numpy() for k, v in self.module_.state_dict().items()}
     arrays['sequences'] = self.sequences_
     arrays.update({f'history.{c}': self.history_[c].to_numpy('float64') for c in self.history_.columns})
     return arrays
 
+@patch
 def _set_state(self:SASRec, arrays:dict):
     self.sequences_ = arrays['sequences']
     self.module_ = self._build_module()
@@ -625,5 +546,3 @@ def _set_state(self:SASRec, arrays:dict):
     self.module_.eval()
     self.history_ = pd.DataFrame({k[len('history.'):]: v for k, v in arrays.items() if k.startswith('history.')})
     if len(self.history_): self.history_['epoch'] = self.history_['epoch'].astype('int64')
-
-SASRec._score_users, SASRec._state, SASRec._set_state = _score_users, _state, _set_state

@@ -1,6 +1,6 @@
-"""MLflow experiment tracking and model registry: a SQLite file and a local artifact folder by default, a tracking
-server when configured; pipeline runs logged from their run directories, models registered only after a
-successful run, `champion` / `challenger` aliases, and models loaded back with their checksums verified.
+"""MLflow experiment tracking: a SQLite file and a local artifact folder by default, a tracking server when
+configured; the stores opened and checked (damaged, lost or read-only ones named on one line), pipeline runs
+logged from their run directories, and the run store, registry and artifacts checked against each other.
 
 Docs: https://recsys-lib.github.io/recsys_lib/tracking.html.md"""
 
@@ -8,7 +8,7 @@ Docs: https://recsys-lib.github.io/recsys_lib/tracking.html.md"""
 
 # %% ../nbs/08_tracking.ipynb #adb0d6bf
 from __future__ import annotations
-import contextlib, json, logging, os, posixpath, re, shlex, tempfile, threading
+import contextlib, json, logging, os, posixpath, re, shlex, tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
@@ -16,9 +16,9 @@ from urllib.parse import urlsplit, urlunsplit
 import pandas as pd
 
 import recsys_lib
-from .core import DataError, RecsysError, sha256_file, write_json
+from .core import DataError, RecsysError, sha256_file
 from .settings import Settings, is_mlflow_server, load_settings
-from .models import ArtifactError, Recommender, load_model, read_manifest
+from .models import ArtifactError, read_manifest
 from .params import MLFLOW_PARAM_VALUE_MAX
 
 # Network only to the configured store: no usage telemetry, and no progress bars in logs (an operator can opt back in).
@@ -37,26 +37,22 @@ log = logging.getLogger(__name__)
 
 # %% auto #0
 __all__ = ['log', 'FRESH_REGISTRY_ENV', 'REGISTRATION_RECORD', 'SUCCESS_STATUSES', 'FAILURE_STATUSES', 'TrackingError',
-           'RegistrationError', 'TrackingConfig', 'tracking_config', 'get_client', 'check_store',
-           'start_fresh_registry', 'configure', 'tracking_context', 'ensure_experiment', 'metric_key', 'log_run',
-           'register_model', 'version_data', 'set_alias', 'delete_alias', 'get_version_by_alias', 'get_champion',
-           'get_challenger', 'ChampionMovedError', 'promotion_lock', 'promote', 'load_registered_model',
-           'set_version_report', 'get_version_report', 'list_versions', 'doctor', 'ui_command']
+           'redact_uri', 'TrackingConfig', 'tracking_config', 'sqlite_path', 'prepare_stores', 'file_lock',
+           'store_errors', 'registry_id', 'connect', 'get_client', 'check_store', 'start_fresh_registry', 'configure',
+           'tracking_context', 'slug', 'ensure_experiment', 'metric_key', 'filter_literal', 'log_run', 'doctor',
+           'ui_command']
 
 # %% ../nbs/08_tracking.ipynb #472cc9b5
 if not os.environ.get('MLFLOW_LOGGING_LEVEL'):
     for _name in ('mlflow', 'alembic'): logging.getLogger(_name).setLevel(logging.WARNING)
-    # MLflow's database layer logs each error with its traceback before raising it; `_errors` turns them into one line
+    # MLflow's database layer logs each error with its traceback before raising it; `store_errors` turns them into one line
     logging.getLogger('mlflow.store.db.utils').setLevel(logging.CRITICAL)
 
 class TrackingError(RecsysError, RuntimeError):
     "The tracking store or model registry lacks what was asked for, or refused a request."
 
-class RegistrationError(TrackingError):
-    "A run cannot become a model version: it did not succeed, or it holds no model."
-
 # %% ../nbs/08_tracking.ipynb #616c4368
-def _redact(uri:str)->str:
+def redact_uri(uri:str)->str:
     "`uri` with any `user:password@` masked, for reprs, messages and logs."
     parts = urlsplit(uri)
     if '@' not in parts.netloc: return uri
@@ -75,8 +71,8 @@ class TrackingConfig:
     @property
     def is_server(self)->bool: return is_mlflow_server(self.tracking_uri)
     def __repr__(self):
-        return (f"TrackingConfig(profile={self.profile!r}, tracking_uri={_redact(self.tracking_uri)!r}, "
-                f"registry_uri={_redact(self.registry_uri)!r}, artifact_dir={str(self.artifact_dir)!r}, origin={self.origin!r})")
+        return (f"TrackingConfig(profile={self.profile!r}, tracking_uri={redact_uri(self.tracking_uri)!r}, "
+                f"registry_uri={redact_uri(self.registry_uri)!r}, artifact_dir={str(self.artifact_dir)!r}, origin={self.origin!r})")
 
 def tracking_config(profile:str|Settings|None=None, # profile name (default `$RECSYS_PROFILE` or 'local'), or loaded `Settings`
                    )->TrackingConfig:
@@ -90,19 +86,19 @@ def tracking_config(profile:str|Settings|None=None, # profile name (default `$RE
                           s.artifact_dir, origin, s.runs_dir)
 
 # %% ../nbs/08_tracking.ipynb #d4167284
-def _sqlite_path(uri:str)->str:
+def sqlite_path(uri:str)->str:
     "The database file of a `sqlite:///` URI; '' for a server, another database or an in-memory store."
     db = uri[len('sqlite:///'):].split('?')[0] if uri.startswith('sqlite:///') else ''
     return '' if db == ':memory:' else db
 
-def _prepare(cfg:TrackingConfig):
+def prepare_stores(cfg:TrackingConfig):
     "Create the folders a local store needs."
     for uri in {cfg.tracking_uri, cfg.registry_uri}:
-        if db := _sqlite_path(uri): Path(db).parent.mkdir(parents=True, exist_ok=True)
+        if db := sqlite_path(uri): Path(db).parent.mkdir(parents=True, exist_ok=True)
     if not cfg.is_server: cfg.artifact_dir.mkdir(parents=True, exist_ok=True)
 
 @contextlib.contextmanager
-def _file_lock(path:str, db:str, waiting:str|None=None):
+def file_lock(path:str, db:str, waiting:str|None=None):
     "Hold an exclusive `flock` on `path` (beside the store `db`); log `waiting` if another process holds it."
     import fcntl
     try: f = open(path, 'a')
@@ -132,7 +128,7 @@ _MISSING_VERSION = re.compile(r"Model Version \(name=(.+?), version=(\d+)\) not 
 
 def _stores(cfg:TrackingConfig)->str:
     "The store files (or redacted server URIs) of `cfg`, for messages."
-    return ' and '.join(dict.fromkeys(_sqlite_path(u) or _redact(u) for u in (cfg.tracking_uri, cfg.registry_uri)))
+    return ' and '.join(dict.fromkeys(sqlite_path(u) or redact_uri(u) for u in (cfg.tracking_uri, cfg.registry_uri)))
 
 def _causes(e:BaseException):
     "`e`, the exceptions it was raised from, and the driver's error a SQLAlchemy error wraps."
@@ -145,7 +141,7 @@ def _causes(e:BaseException):
 
 def _versions_line(cfg:TrackingConfig, name:str)->str:
     # both URIs: a client without a tracking URI would open MLflow's default, a mlflow.db in the current folder
-    try: found = sorted(int(mv.version) for mv in MlflowClient(tracking_uri=cfg.tracking_uri, registry_uri=cfg.registry_uri).search_model_versions(f"name = {_quote(name)}"))
+    try: found = sorted(int(mv.version) for mv in MlflowClient(tracking_uri=cfg.tracking_uri, registry_uri=cfg.registry_uri).search_model_versions(f"name = {filter_literal(name)}"))
     except Exception: return "list them with list_versions"   # the message is already an error: never fail it over the listing
     return f"its versions: {', '.join(map(str, found)) or 'none'}"
 
@@ -155,13 +151,13 @@ def _store_error(e:BaseException, what:str, cfg:TrackingConfig)->TrackingError:
     for needles, meaning, todo in _STORE_FAULTS:
         if any(n in text for n in needles): return TrackingError(f"{what}: {_stores(cfg)} {meaning}: {todo}")
     if isinstance(e, MlflowException) and (m := _MISSING_VERSION.search(e.message)):
-        return TrackingError(f"version {m[2]} of {m[1]!r} does not exist in the registry {_sqlite_path(cfg.registry_uri) or _redact(cfg.registry_uri)}; "
+        return TrackingError(f"version {m[2]} of {m[1]!r} does not exist in the registry {sqlite_path(cfg.registry_uri) or redact_uri(cfg.registry_uri)}; "
                              f"{_versions_line(cfg, m[1])}")
     first = (str(getattr(e, 'message', '') or e).strip().splitlines() or [type(e).__name__])[0]
-    return TrackingError(f"{what}: {first} (tracking store {_redact(cfg.tracking_uri)}, registry {_redact(cfg.registry_uri)})")
+    return TrackingError(f"{what}: {first} (tracking store {redact_uri(cfg.tracking_uri)}, registry {redact_uri(cfg.registry_uri)})")
 
 @contextlib.contextmanager
-def _errors(what:str, cfg:TrackingConfig):
+def store_errors(what:str, cfg:TrackingConfig):
     "Re-raise what MLflow, SQLAlchemy or SQLite raise about the store as one-line `TrackingError`s naming it."
     import sqlite3
     from sqlalchemy.exc import SQLAlchemyError
@@ -174,14 +170,14 @@ _READY: set = set()   # SQLite store URIs this process has seen initialised
 FRESH_REGISTRY_ENV = 'RECSYS_FRESH_REGISTRY'   # set to 1: a lost SQLite registry may start again empty
 REGISTRATION_RECORD = 'registered.json'        # in a run folder: the versions registered from that run, and where
 
-def _registry_id(uri:str)->str:
+def registry_id(uri:str)->str:
     "How a run folder names the registry its model went to: a SQLite file by its absolute path, a server by its redacted URI."
-    db = _sqlite_path(uri)
-    return f"sqlite:///{Path(db).resolve()}" if db else _redact(uri)
+    db = sqlite_path(uri)
+    return f"sqlite:///{Path(db).resolve()}" if db else redact_uri(uri)
 
 def _recorded_versions(cfg:TrackingConfig)->list:
     "(run folder, model, version, MLflow run id) of every registration into this registry that the run store records."
-    root, me = cfg.runs_dir, _registry_id(cfg.registry_uri)
+    root, me = cfg.runs_dir, registry_id(cfg.registry_uri)
     if root is None or not root.is_dir(): return []
     found = []
     for f in sorted(root.glob(f'*/*/{REGISTRATION_RECORD}')):
@@ -205,11 +201,11 @@ def _init_sqlite(cfg:TrackingConfig, fresh:bool=False):
     "Open (creating its tables once, under a file lock) each SQLite store of `cfg`; refuse a lost registry unless `fresh`."
     fresh = fresh or _fresh_requested()
     for uri in dict.fromkeys((cfg.tracking_uri, cfg.registry_uri)):
-        db = _sqlite_path(uri)
+        db = sqlite_path(uri)
         if not db or (uri in _READY and not fresh): continue
         is_registry = uri == cfg.registry_uri
         # two runs starting on an empty store would both create its tables, and one would fail
-        with _errors(f"opening {db}", cfg), _file_lock(f"{db}.lock", db, f"waiting for another process to create {db}"):
+        with store_errors(f"opening {db}", cfg), file_lock(f"{db}.lock", db, f"waiting for another process to create {db}"):
             new = not Path(db).is_file() or Path(db).stat().st_size == 0   # SQLite takes an empty file for a new database
             if is_registry and new and not fresh: _refuse_lost_registry(cfg, db, "does not exist")   # before creating it
             client = MlflowClient(tracking_uri=uri, registry_uri=uri)
@@ -221,16 +217,17 @@ def _init_sqlite(cfg:TrackingConfig, fresh:bool=False):
                 elif not fresh and not marked: _refuse_lost_registry(cfg, db, "holds no registered model")
         _READY.add(uri)
 
-def _connect(profile, fresh:bool=False)->tuple[TrackingConfig, MlflowClient]:
+def connect(profile:str|Settings|None=None, fresh:bool=False)->tuple[TrackingConfig, MlflowClient]:
+    "The stores of `profile` (local folders created, a lost SQLite registry refused unless `fresh`) and a client bound to them."
     cfg = tracking_config(profile)
-    _prepare(cfg)
+    prepare_stores(cfg)
     _init_sqlite(cfg, fresh)
-    with _errors("opening the stores", cfg):
+    with store_errors("opening the stores", cfg):
         return cfg, MlflowClient(tracking_uri=cfg.tracking_uri, registry_uri=cfg.registry_uri)
 
 def get_client(profile:str|Settings|None=None)->MlflowClient:
     "An `MlflowClient` bound to the tracking and registry stores of `profile`; global MLflow state is left alone."
-    return _connect(profile)[1]
+    return connect(profile)[1]
 
 def _existing(path:Path)->Path:
     "`path`, or its nearest ancestor that exists: where creating it would have to write."
@@ -239,9 +236,9 @@ def _existing(path:Path)->Path:
 def check_store(profile:str|Settings|None=None)->TrackingConfig:
     "Check, before a run that will be logged, that the stores of `profile` can take it; a store not created yet is left for the run to create."
     cfg = tracking_config(profile)
-    local = [*dict.fromkeys(filter(None, map(_sqlite_path, (cfg.tracking_uri, cfg.registry_uri))))]
-    if all(Path(db).is_file() for db in local): _connect(profile)   # opening it finds damage and an emptied registry
-    elif (db := _sqlite_path(cfg.registry_uri)) and not Path(db).is_file() and not _fresh_requested():
+    local = [*dict.fromkeys(filter(None, map(sqlite_path, (cfg.tracking_uri, cfg.registry_uri))))]
+    if all(Path(db).is_file() for db in local): connect(profile)   # opening it finds damage and an emptied registry
+    elif (db := sqlite_path(cfg.registry_uri)) and not Path(db).is_file() and not _fresh_requested():
         _refuse_lost_registry(cfg, db, "does not exist")
     for path in map(Path, local + ([] if cfg.is_server else [str(cfg.artifact_dir)])):
         if not all(os.access(_existing(p), os.W_OK) for p in (path, path.parent)):
@@ -251,7 +248,7 @@ def check_store(profile:str|Settings|None=None)->TrackingConfig:
 
 def start_fresh_registry(profile:str|Settings|None=None)->TrackingConfig:
     "Let the SQLite registry of `profile` start empty though the run store records versions in a lost one; the new store keeps the decision."
-    return _connect(profile, fresh=True)[0]
+    return connect(profile, fresh=True)[0]
 
 
 # %% ../nbs/08_tracking.ipynb #09cde4c9
@@ -266,7 +263,7 @@ def _set_global_uris(tracking:str|None, registry:str|None):
 
 def configure(profile:str|Settings|None=None)->MlflowClient:
     "Point MLflow's fluent API (`mlflow.start_run`, ...) at the stores of `profile` for this process; return a client."
-    cfg, client = _connect(profile)
+    cfg, client = connect(profile)
     _set_global_uris(cfg.tracking_uri, cfg.registry_uri)
     return client
 
@@ -280,19 +277,21 @@ def tracking_context(profile:str|Settings|None=None):
     finally: _set_global_uris(*before)
 
 # %% ../nbs/08_tracking.ipynb #d13358cc
-def _slug(name:str)->str: return re.sub(r'[^A-Za-z0-9_.-]+', '_', name).strip('._') or 'experiment'
+def slug(name:str)->str:
+    "`name` as a safe file or folder name: experiment artifact folders, report files."
+    return re.sub(r'[^A-Za-z0-9_.-]+', '_', name).strip('._') or 'experiment'
 
 def _experiment_id(client:MlflowClient, cfg:TrackingConfig, name:str)->str:
     if not isinstance(name, str) or not name.strip(): raise DataError(f"experiment name {name!r}; expected a non-empty string")
     exp = client.get_experiment_by_name(name)
     if exp is None:
-        location = None if cfg.is_server else (cfg.artifact_dir/_slug(name)).as_uri()
+        location = None if cfg.is_server else (cfg.artifact_dir/slug(name)).as_uri()
         try: return client.create_experiment(name, artifact_location=location)
         except MlflowException as e:
             if e.error_code != 'RESOURCE_ALREADY_EXISTS': raise
             exp = client.get_experiment_by_name(name)  # created concurrently by another process
     if exp.lifecycle_stage != 'active':
-        raise TrackingError(f"experiment {name!r} is deleted in {_redact(cfg.tracking_uri)}: restore it "
+        raise TrackingError(f"experiment {name!r} is deleted in {redact_uri(cfg.tracking_uri)}: restore it "
                             f"(MlflowClient.restore_experiment('{exp.experiment_id}')) or use another name")
     return exp.experiment_id
 
@@ -300,8 +299,8 @@ def ensure_experiment(name:str, # experiment name, e.g. the pipeline notebook's 
                       profile:str|Settings|None=None, # profile name or loaded `Settings`
                      )->str: # the experiment id
     "Id of the experiment `name`, created with its artifacts under the profile's `artifact_dir` if it is new."
-    cfg, client = _connect(profile)
-    with _errors(f"experiment {name!r}", cfg): return _experiment_id(client, cfg, name)
+    cfg, client = connect(profile)
+    with store_errors(f"experiment {name!r}", cfg): return _experiment_id(client, cfg, name)
 
 # %% ../nbs/08_tracking.ipynb #20ba9ee5
 def metric_key(name:str)->str:
@@ -379,7 +378,7 @@ def _read_run_dir(run_dir:Path, secret_params:list)->_RunRecord:
                       records)
 
 # %% ../nbs/08_tracking.ipynb #0764aed8
-def _quote(value:str)->str:
+def filter_literal(value:str)->str:
     "`value` as a string literal of an MLflow search filter."
     if '"' not in value: return f'"{value}"'
     if "'" not in value: return f"'{value}'"
@@ -421,7 +420,7 @@ def log_run(run_dir:Path|str, # `<runs_dir>/<notebook stem>/<run id>/` of a run 
     if model_dir is None and (run_dir/'model'/'manifest.json').is_file(): model_dir = run_dir/'model'
     model_manifest = read_manifest(model_dir) if model_dir is not None else None  # a damaged model is refused here
     experiment = experiment or run_dir.parent.name
-    cfg, client = _connect(settings)
+    cfg, client = connect(settings)
     tags = {'recsys.run_id': run_dir.name, 'recsys.notebook': run_dir.parent.name, 'recsys.run_dir': str(run_dir),
             'recsys.profile': cfg.profile, 'recsys.version': recsys_lib.__version__,
             # MLflow metrics are numbers; text values a notebook logged (a chosen label, say) travel as tags
@@ -430,10 +429,10 @@ def log_run(run_dir:Path|str, # `<runs_dir>/<notebook stem>/<run id>/` of a run 
         tags.update({'recsys.model': model_manifest['model'], 'recsys.model_sha256': sha256_file(Path(model_dir)/'manifest.json')})
     if rec.records.get('training_data'): tags.update(_data_tags(rec.records['training_data']))
     inputs = [_dataset_input(rec.records[k], context) for k, context in _DATA_RECORDS.items() if rec.records.get(k)]
-    with _errors(f"logging {run_dir}", cfg):
+    with store_errors(f"logging {run_dir}", cfg):
         if run_id is None:
             exp_id = _experiment_id(client, cfg, experiment)
-            done = client.search_runs([exp_id], f"tags.`recsys.run_id` = {_quote(run_dir.name)}", max_results=10)
+            done = client.search_runs([exp_id], f"tags.`recsys.run_id` = {filter_literal(run_dir.name)}", max_results=10)
             if done := [r for r in done if 'recsys.status' in r.data.tags]:
                 log.info("%s was logged before as MLflow run %s", run_dir, done[0].info.run_id)
                 return done[0].info.run_id
@@ -454,236 +453,6 @@ def log_run(run_dir:Path|str, # `<runs_dir>/<notebook stem>/<run id>/` of a run 
                 with contextlib.suppress(Exception): client.delete_run(rid)
             raise
     return rid
-
-# %% ../nbs/08_tracking.ipynb #3f7eeee5
-def _registered(client:MlflowClient, cfg:TrackingConfig, name:str):
-    "The registered model `name`, or a `TrackingError` naming the registry."
-    if not isinstance(name, str) or not name.strip(): raise DataError(f"model name {name!r}; expected a non-empty string")
-    try: return client.get_registered_model(name)
-    except MlflowException as e:
-        if e.error_code != 'RESOURCE_DOES_NOT_EXIST': raise
-        raise TrackingError(f"no registered model named {name!r} in the registry {_redact(cfg.registry_uri)}") from None
-
-def _check_alias(alias:str):
-    "Refuse an alias MLflow would refuse, before anything is written."
-    if not isinstance(alias, str) or not re.fullmatch(r'[A-Za-z0-9_-]{1,255}', alias) or alias.lower() == 'latest' or re.fullmatch(r'[vV]\d+', alias):
-        raise DataError(f"alias {alias!r}; expected letters, digits, '_' or '-', and not 'latest' or 'v<number>' (MLflow reserves those)")
-
-def _record_registration(run, cfg:TrackingConfig, name:str, version:int):
-    "Note in the run's folder the version of `name` it became, and in which registry: the evidence that a registry was lost."
-    run_dir = run.data.tags.get('recsys.run_dir')
-    if not run_dir or not (Path(run_dir)/'manifest.json').is_file(): return   # a run logged without a run folder
-    path = Path(run_dir)/REGISTRATION_RECORD
-    entry = {'registry': _registry_id(cfg.registry_uri), 'model': name, 'version': version, 'mlflow_run_id': run.info.run_id}
-    try:
-        entries = json.loads(path.read_text()) if path.is_file() else []
-        entries = entries if isinstance(entries, list) else []
-        if entry not in entries: write_json(path, [*entries, entry])
-    except (OSError, ValueError) as e: log.warning("cannot record the registration of %r v%s in %s (%s)", name, version, path, e)
-
-def register_model(name:str, # registered model name, created on first use
-                   run_id:str, # MLflow run id returned by `log_run`
-                   profile:str|Settings|None=None, # profile name or loaded `Settings`
-                   alias:str|None='challenger', # alias given to the new version; None for none
-                   description:str|None=None, # shown on the version in the MLflow UI
-                  )->int: # the new version number
-    "Register the model of a successful run as a new version of `name` (once: again gives the same version), aliased `challenger`."
-    if not isinstance(name, str) or not name.strip(): raise DataError(f"model name {name!r}; expected a non-empty string")
-    if alias is not None: _check_alias(alias)
-    cfg, client = _connect(profile)
-    with _errors(f"registering run {run_id} as {name!r}", cfg):
-        run = client.get_run(run_id)
-        status = run.data.tags.get('recsys.status')
-        if run.info.status != 'FINISHED' or status not in SUCCESS_STATUSES:
-            hint = "" if status else "; complete its record with log_run(run_dir, run_id=...) first"
-            raise RegistrationError(f"run {run_id} did not succeed (MLflow status {run.info.status}, pipeline status {status!r}"
-                                    f"{hint}): only a successful run can be registered, so no version of {name!r} was created")
-        if 'recsys.model_sha256' not in run.data.tags or 'model/manifest.json' not in {f.path for f in client.list_artifacts(run_id, 'model')}:
-            raise RegistrationError(f"run {run_id} holds no model under model/; log one with log_run(..., model_dir=...)")
-        try: client.create_registered_model(name)
-        except MlflowException as e:
-            if e.error_code != 'RESOURCE_ALREADY_EXISTS': raise
-        # a run is registered at most once: registering again (after a crash half-way) completes the first registration
-        done = client.search_model_versions(f"name = '{name}' and run_id = '{run_id}'")
-        mv = done[0] if done else client.create_model_version(
-            name, source=f"{run.info.artifact_uri}/model", run_id=run_id, description=description,
-            tags={k: v for k, v in run.data.tags.items() if k in ('recsys.model', 'recsys.model_sha256', 'recsys.run_id')
-                  or k.startswith(('recsys.data', 'recsys.split.'))})
-        if alias: client.set_registered_model_alias(name, alias, mv.version)
-    _record_registration(run, cfg, name, int(mv.version))
-    return int(mv.version)
-
-def version_data(name:str, # registered model name
-                 version:int, # version number
-                 profile:str|Settings|None=None, # profile name or loaded `Settings`
-                )->dict|None: # the `training_data` record of its run, None if it recorded none
-    "The training data a model version learnt from: source, fingerprint, counts, read options and split."
-    cfg, client = _connect(profile)
-    with _errors(f"reading the training data of {name!r} version {version}", cfg):
-        mv = client.get_model_version(name, str(version))
-        text = mv.tags.get('recsys.data')
-        if text is None and mv.run_id:   # registered before the tags were copied: the run still has them
-            try: text = client.get_run(mv.run_id).data.tags.get('recsys.data')
-            except MlflowException: text = None
-    return json.loads(text) if text else None
-
-# %% ../nbs/08_tracking.ipynb #f000c7b6
-def set_alias(name:str, alias:str, version:int, profile:str|Settings|None=None)->None:
-    "Point `alias` of the registered model `name` at `version` (moving it if it pointed elsewhere)."
-    _check_alias(alias)
-    cfg, client = _connect(profile)
-    with _errors(f"setting alias {alias!r} of {name!r} to version {version}", cfg):
-        _registered(client, cfg, name)
-        client.set_registered_model_alias(name, alias, str(version))
-
-def delete_alias(name:str, alias:str, profile:str|Settings|None=None)->None:
-    "Remove `alias` from the registered model `name` (no error if it is not set)."
-    cfg, client = _connect(profile)
-    with _errors(f"deleting alias {alias!r} of {name!r}", cfg):
-        if alias in _registered(client, cfg, name).aliases: client.delete_registered_model_alias(name, alias)
-
-def get_version_by_alias(name:str, alias:str, profile:str|Settings|None=None)->int|None:
-    "The version `alias` points at, or None if the alias is not set; an unknown model is an error."
-    cfg, client = _connect(profile)
-    with _errors(f"reading alias {alias!r} of {name!r}", cfg):
-        v = _registered(client, cfg, name).aliases.get(alias)
-    return None if v is None else int(v)
-
-def get_champion(name:str, profile:str|Settings|None=None)->int|None:
-    "The version aliased `champion`, or None."
-    return get_version_by_alias(name, 'champion', profile)
-
-def get_challenger(name:str, profile:str|Settings|None=None)->int|None:
-    "The version aliased `challenger`, or None."
-    return get_version_by_alias(name, 'challenger', profile)
-
-_PROMOTION_THREADS: dict = {}   # lock file -> RLock: threads of one process take turns, and the holder may re-enter
-_PROMOTING: set = set()          # lock files this process holds
-
-class ChampionMovedError(TrackingError):
-    "The champion changed between the gate's comparison and the alias move: the comparison is stale."
-
-@contextlib.contextmanager
-def promotion_lock(profile:str|Settings|None=None):
-    "Hold the promotion lock of the profile's registry (`<db>.promote.lock` beside a SQLite store), so promotions run one at a time."
-    cfg = tracking_config(profile)
-    if not (db := _sqlite_path(cfg.registry_uri)):   # a server has no file to lock: `promote` re-reads the champion instead
-        yield; return
-    _prepare(cfg)
-    path = f"{db}.promote.lock"
-    with _PROMOTION_THREADS.setdefault(path, threading.RLock()):
-        if path in _PROMOTING: yield; return     # this thread holds it already (promote_version -> promote)
-        with _file_lock(path, db, f"waiting for another promotion in {db} to finish"):
-            _PROMOTING.add(path)
-            try: yield
-            finally: _PROMOTING.discard(path)
-
-def promote(name:str, # registered model name
-            version:int|None=None, # default: the challenger
-            profile:str|Settings|None=None,
-            compared_with:int|None=..., # the champion the gate compared `version` with (None: there was none); default: no check
-           )->int: # the version now champion
-    "Make `version` the champion, under the promotion lock; it stops being the challenger. Refuses if the champion moved since `compared_with`."
-    with promotion_lock(profile):
-        if version is None and (version := get_challenger(name, profile)) is None:
-            raise TrackingError(f"registered model {name!r} has no challenger to promote; pass a version")
-        # the last look before the move: decisive on a server, where no lock keeps another promotion out
-        if compared_with is not ... and (now := get_champion(name, profile)) != compared_with:
-            was = lambda v: 'none' if v is None else f"v{v}"
-            raise ChampionMovedError(f"the champion of {name!r} moved from {was(compared_with)} to {was(now)} while v{version} was "
-                                     f"compared with it, so v{version} was not promoted; run the promotion again to compare it with {was(now)}")
-        set_alias(name, 'champion', version, profile)
-        if get_challenger(name, profile) == int(version): delete_alias(name, 'challenger', profile)
-    return int(version)
-
-
-# %% ../nbs/08_tracking.ipynb #8c6d400d
-def load_registered_model(name:str, # registered model name
-                          alias:str|None=None, # alias to load; default 'champion' when no version is given
-                          version:int|None=None, # version number, instead of an alias
-                          profile:str|Settings|None=None, # profile name or loaded `Settings`
-                         )->Recommender:
-    "Download a registered model version and load it, checksums verified."
-    if alias is not None and version is not None: raise DataError(f"pass alias={alias!r} or version={version!r}, not both")
-    cfg, client = _connect(profile)
-    what = f"version {version}" if version is not None else f"alias {alias or 'champion'}"
-    with _errors(f"loading {name!r} ({what})", cfg):
-        if version is None:
-            alias = alias or 'champion'
-            aliases = _registered(client, cfg, name).aliases
-            if alias not in aliases:
-                raise TrackingError(f"registered model {name!r} has no alias {alias!r}; its aliases: {', '.join(sorted(aliases)) or 'none'}")
-            version = aliases[alias]
-        mv = client.get_model_version(name, str(version))
-        uri = client.get_model_version_download_uri(name, str(version))
-        with tempfile.TemporaryDirectory(prefix='recsys-model-') as d:
-            path = Path(mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=d, tracking_uri=cfg.tracking_uri))
-            expected = mv.tags.get('recsys.model_sha256')
-            if expected and (path/'manifest.json').is_file() and sha256_file(path/'manifest.json') != expected:
-                raise ArtifactError(f"the manifest of {name!r} version {mv.version} differs from the one registered "
-                                    f"(SHA-256 {expected[:12]}...): the stored model folder was replaced")
-            return load_model(path)
-
-# %% ../nbs/08_tracking.ipynb #009f9416
-def set_version_report(name:str, # registered model name
-                       version:int, # version the report is about
-                       report:str|dict, # markdown text, or a JSON-serialisable dict
-                       key:str='gate', # which report: several kinds can be kept side by side
-                       profile:str|Settings|None=None, # profile name or loaded `Settings`
-                       artifact:bool=True, # also store it as a file among the artifacts of the version's run
-                      )->None:
-    "Attach a report (markdown or a dict) to a model version: tag, description and run artifact."
-    if not re.fullmatch(r'[A-Za-z0-9_-]+', str(key)): raise DataError(f"report key {key!r}; expected letters, digits, '_' or '-'")
-    if not isinstance(report, (str, dict)): raise DataError(f"report is a {type(report).__name__}; expected markdown text or a dict")
-    as_json = isinstance(report, dict)
-    text = json.dumps(report, indent=2, sort_keys=True, default=str) if as_json else report
-    if len(text) > 100_000: raise DataError(f"report is {len(text)} characters long; a version tag holds at most 100000")
-    description = f"```json\n{text}\n```" if as_json else text
-    if len(description) > 5000: description = description[:4900] + f"\n\n... (truncated; the full report is in the tag recsys.report.{key})"
-    cfg, client = _connect(profile)
-    with _errors(f"storing the {key} report of {name!r} version {version}", cfg):
-        mv = client.get_model_version(name, str(version))
-        client.set_model_version_tag(name, str(version), f'recsys.report.{key}', text)
-        client.set_model_version_tag(name, str(version), f'recsys.report.{key}.format', 'json' if as_json else 'markdown')
-        client.update_model_version(name, str(version), description=description)
-        if artifact and mv.run_id:
-            client.log_text(mv.run_id, text, f"reports/{key}-{_slug(name)}-v{mv.version}.{'json' if as_json else 'md'}")
-
-def get_version_report(name:str, version:int, key:str='gate', profile:str|Settings|None=None)->str|dict|None:
-    "The report stored on a model version by `set_version_report` (a dict if one was stored), or None."
-    cfg, client = _connect(profile)
-    with _errors(f"reading the {key} report of {name!r} version {version}", cfg):
-        tags = client.get_model_version(name, str(version)).tags
-    text = tags.get(f'recsys.report.{key}')
-    return json.loads(text) if text is not None and tags.get(f'recsys.report.{key}.format') == 'json' else text
-
-# %% ../nbs/08_tracking.ipynb #d4a49127
-_VERSION_COLUMNS = ['version', 'aliases', 'run_id', 'status', 'created', 'data_source', 'data_fingerprint', 'data_rows', 'split_protocol']
-
-def list_versions(name:str, profile:str|Settings|None=None)->pd.DataFrame:
-    "Every version of the registered model `name`, newest first: aliases, run id, status, creation time, training data, metrics."
-    cfg, client = _connect(profile)
-    rows = []
-    with _errors(f"listing the versions of {name!r}", cfg):
-        aliases = {}
-        for a, v in _registered(client, cfg, name).aliases.items(): aliases.setdefault(int(v), []).append(a)
-        token = None
-        while True:
-            page = client.search_model_versions(f"name = {_quote(name)}", page_token=token)
-            for mv in page:
-                try: run = client.get_run(mv.run_id) if mv.run_id else None
-                except MlflowException: run = None  # the run was deleted for good
-                rows.append({'version': int(mv.version), 'aliases': ', '.join(sorted(aliases.get(int(mv.version), []))),
-                             'run_id': mv.run_id, 'status': run.data.tags.get('recsys.status') if run else None,
-                             'created': pd.Timestamp(mv.creation_timestamp, unit='ms', tz='UTC'),
-                             'data_source': mv.tags.get('recsys.data.source'), 'data_fingerprint': mv.tags.get('recsys.data.fingerprint', '').rsplit(':', 1)[-1][:12] or None,
-                             'data_rows': int(mv.tags['recsys.data.rows']) if mv.tags.get('recsys.data.rows', '').isdigit() else None,
-                             'split_protocol': mv.tags.get('recsys.split.protocol'),
-                             **(run.data.metrics if run else {})})
-            if not (token := page.token): break
-    df = pd.DataFrame(rows)
-    df = df.reindex(columns=_VERSION_COLUMNS + sorted(set(df.columns) - set(_VERSION_COLUMNS)))
-    return df.sort_values('version', ascending=False, ignore_index=True)
 
 # %% ../nbs/08_tracking.ipynb #5fe158aa
 def _finding(ok:bool, what:str, detail:str)->dict: return {'ok': ok, 'what': what, 'detail': detail}
@@ -724,12 +493,12 @@ def doctor(profile:str|Settings|None=None)->pd.DataFrame:
     "Check the run store, the registry and the registered artifacts against each other: one row per finding (`ok`, `what`, `detail`), problems first."
     try: cfg = check_store(profile)
     except TrackingError as e: return pd.DataFrame([_finding(False, 'stores', str(e))])
-    if (db := _sqlite_path(cfg.registry_uri)) and not Path(db).is_file():
+    if (db := sqlite_path(cfg.registry_uri)) and not Path(db).is_file():
         return pd.DataFrame([_finding(True, 'stores', f"no registry yet: {db} is created by the first logged run")])
-    cfg, client = _connect(profile)
-    with _errors("listing the registry", cfg):
+    cfg, client = connect(profile)
+    with store_errors("listing the registry", cfg):
         versions = {(mv.name, int(mv.version)): mv for mv in client.search_model_versions(max_results=SEARCH_MODEL_VERSION_MAX_RESULTS_THRESHOLD)}
-        rows = [_finding(True, 'stores', f"tracking {_redact(cfg.tracking_uri)}, registry {_redact(cfg.registry_uri)}: "
+        rows = [_finding(True, 'stores', f"tracking {redact_uri(cfg.tracking_uri)}, registry {redact_uri(cfg.registry_uri)}: "
                                          f"{len(versions)} version(s) of {len({n for n, _ in versions})} model(s)")]
         for mv in versions.values(): rows += _check_version(client, cfg, mv)
     rows += _check_records(versions, cfg)
@@ -740,7 +509,7 @@ def doctor(profile:str|Settings|None=None)->pd.DataFrame:
 def ui_command(profile:str|Settings|None=None, port:int=5000)->str:
     "The shell command that starts the MLflow UI on this machine over the stores of `profile`."
     cfg = tracking_config(profile)
-    if cfg.is_server: raise TrackingError(f"profile {cfg.profile!r} uses the tracking server {_redact(cfg.tracking_uri)}: open it in a browser")
+    if cfg.is_server: raise TrackingError(f"profile {cfg.profile!r} uses the tracking server {redact_uri(cfg.tracking_uri)}: open it in a browser")
     args = ['mlflow', 'ui', '--backend-store-uri', cfg.tracking_uri, '--registry-store-uri', cfg.registry_uri,
             '--default-artifact-root', cfg.artifact_dir.as_uri(), '--host', '127.0.0.1', '--port', str(port)]
     return ' '.join(map(shlex.quote, args))

@@ -16,7 +16,8 @@ from .core import DataError
 from .data import Interactions
 from .evaluation import plot_comparison
 from .metrics import ACCURACY_METRICS, calc_metrics
-from .monitor import PSI_EPS, _traffic, plot_drift
+from .monitor import plot_drift, traffic_bins
+from .plotting import finish_figure, panel_axes
 
 _all_ = ['plot_comparison', 'plot_drift']
 
@@ -50,26 +51,6 @@ def metric_curves(recos:dict, # model name -> recommendations: user_id, item_id,
     out = pd.DataFrame(cols, index=pd.Index(ks, name='k'))
     return out.sort_index(axis=1, level=0, sort_remaining=False)
 
-def _panels(axes, n:int, figsize:tuple, fn:str, arg:str='axes')->tuple:
-    "(`n` Axes to draw on, whether this call made their figure): the caller's `axes`, flattened, or a new row of `n` panels."
-    if axes is None:
-        import matplotlib.pyplot as plt
-        _, grid = plt.subplots(1, n, figsize=figsize, squeeze=False)
-        return grid[0], True
-    from matplotlib.axes import Axes
-    flat = np.ravel(np.array(axes, dtype=object))
-    if len(flat) != n or not all(isinstance(a, Axes) for a in flat):
-        got = ', '.join(type(a).__name__ for a in flat[:n + 1]) + (', ...' if len(flat) > n + 1 else '')
-        raise DataError(f"{fn} draws {n} panel{'s' if n > 1 else ''} here: {arg}= must be {n} matplotlib Axes "
-                        f"(e.g. from plt.subplots), got {len(flat)}: {got}")
-    return flat, False
-
-def _finish(panels:np.ndarray, made:bool, title:str|None, default:str):
-    "Title the figure (`title`, or `default` on a figure this call made) and lay it out when this call made it."
-    fig = panels[0].figure
-    if made or title: fig.suptitle(title or default)
-    if made: fig.tight_layout()
-
 def plot_metric_curves(curves:pd.DataFrame, # output of `metric_curves`
                        title:str|None=None, # the figure's title; default (on its own figure) the range of K
                        axes=None, # one matplotlib Axes per metric, in the order of `curves`; default a new figure
@@ -77,13 +58,13 @@ def plot_metric_curves(curves:pd.DataFrame, # output of `metric_curves`
     "One panel per metric, one line per model, metric against K."
     if not isinstance(curves, pd.DataFrame) or curves.columns.nlevels != 2: raise DataError("plot_metric_curves needs the DataFrame returned by metric_curves")
     names = list(dict.fromkeys(curves.columns.get_level_values(0)))
-    panels, made = _panels(axes, len(names), (4.6 * len(names), 3.4), 'plot_metric_curves')
+    panels, made = panel_axes(axes, len(names), (4.6 * len(names), 3.4), 'plot_metric_curves')
     for ax, m in zip(panels, names):
         for model, values in curves[m].items(): ax.plot(curves.index, values, label=model)
         ax.set(title=f"{m}@K", xlabel='K (length of the list)', ylabel=m, xlim=(curves.index.min(), curves.index.max()))
         ax.grid(alpha=0.3)
         ax.legend(title='model', fontsize=8)
-    _finish(panels, made, title, f"Metrics at K = {curves.index.min()}..{curves.index.max()}")
+    finish_figure(panels, made, title, f"Metrics at K = {curves.index.min()}..{curves.index.max()}")
     return panels
 
 # %% ../nbs/13_viz.ipynb #eeae4614
@@ -98,7 +79,7 @@ def plot_intervals(cis, # {model: `bootstrap_ci` table}, or their `pd.concat` (i
     means, lower, upper = (table[c].unstack(0) for c in ('mean', 'lower', 'upper'))
     models = list(dict.fromkeys(table.index.get_level_values(0)))
     x, width = np.arange(len(means)), 0.8 / len(models)
-    (ax,), made = _panels(ax, 1, (max(4.5, 1.6 * len(means) * len(models) ** 0.5), 3.4), 'plot_intervals', arg='ax')
+    (ax,), made = panel_axes(ax, 1, (max(4.5, 1.6 * len(means) * len(models) ** 0.5), 3.4), 'plot_intervals', arg='ax')
     for i, model in enumerate(models):
         err = np.vstack([means[model] - lower[model], upper[model] - means[model]])
         ax.bar(x + (i - (len(models) - 1) / 2) * width, means[model], width=width, yerr=err, capsize=3, label=model)
@@ -122,11 +103,12 @@ def popularity_bias(train:Interactions|pd.DataFrame, # what the models learnt fr
     counts = _train_items(train)
     out = None
     for name, reco in _check_recos(recos).items():
-        t = _traffic(counts, reco['item_id'].value_counts(), n_bins, PSI_EPS)
+        t = traffic_bins(counts, reco['item_id'].value_counts(), n_bins)
         if out is None: out = t.table[['ids', 'reference']].rename(columns={'ids': 'items', 'reference': 'train'})
         out[name] = t.table['current']
     return out
 
+# %% ../nbs/13_viz.ipynb #98ccf6d6
 def plot_long_tail(train:Interactions|pd.DataFrame, # what the models learnt from
                    recos:dict|None=None, # model name -> recommendations; None: the long tail alone
                    n_bins:int=10, # groups of equal training traffic, head first
@@ -135,7 +117,7 @@ def plot_long_tail(train:Interactions|pd.DataFrame, # what the models learnt fro
                   )->np.ndarray: # the Axes drawn on: the long tail, then where the recommendations fall
     "Item popularity against rank, and where each model's recommendations fall on it, with catalogue coverage."
     counts = _train_items(train)
-    panels, made = _panels(axes, 1 if recos is None else 2, (4.8 if recos is None else 10, 3.6),
+    panels, made = panel_axes(axes, 1 if recos is None else 2, (4.8 if recos is None else 10, 3.6),
                            'plot_long_tail' + ('' if recos is None else ' with recos'))
     ax = panels[0]
     share = np.cumsum(counts.to_numpy()) / counts.sum()
@@ -153,5 +135,5 @@ def plot_long_tail(train:Interactions|pd.DataFrame, # what the models learnt fro
         ax.legend(labels, fontsize=8)
         ax.set(xticklabels=[str(i) for i in range(1, len(bias) + 1)], ylabel='share of interactions / slots',
                xlabel='bins of equal train traffic (1: the most popular items)', title='Where recommendations fall')
-    _finish(panels, made, title, 'Popularity bias')
+    finish_figure(panels, made, title, 'Popularity bias')
     return panels

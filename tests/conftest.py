@@ -59,3 +59,26 @@ def mlflow_server(folder: Path):
     finally:
         os.killpg(server.pid, 15)
         server.wait(30)
+
+
+@pytest.fixture(scope='session')
+def spark():
+    "One local Spark session for the whole test run: starting a JVM costs seconds, so every Spark test shares it."
+    import warnings
+    from recsys_lib.spark.session import spark_session
+    warnings.filterwarnings('ignore', message='PySpark does not yet fully support pandas')
+    return spark_session()
+
+
+@pytest.fixture(scope='module')
+def tiny():
+    "The `tiny` synthetic preset (seed 0) as a raw interactions frame, fresh per test module."
+    from recsys_lib.synthetic import SYNTHETIC_PRESETS, make_synthetic
+    return make_synthetic(**SYNTHETIC_PRESETS['tiny'], seed=0)
+
+
+@pytest.fixture(scope='module')
+def inter(tiny):
+    "The `tiny` preset as `Interactions`, fresh per test module."
+    from recsys_lib.data import Interactions
+    return Interactions.from_df(tiny)

@@ -50,7 +50,7 @@ def patched_recsys(tmp_path, patch, *args, env):
     ("KeyboardInterrupt()", 130, "recsys runs: interrupted"),
 ])
 def test_any_error_is_one_line_and_debug_adds_the_traceback(raised, code, line, clean_env, tmp_path):
-    patch = f"import recsys_lib.runner as r\nfrom recsys_lib.core import RecsysError\ndef fault(*a, **k): raise {raised}\nr.list_runs = fault"
+    patch = f"import recsys_lib.runs as r\nfrom recsys_lib.core import RecsysError\ndef fault(*a, **k): raise {raised}\nr.list_runs = fault"
     r = patched_recsys(tmp_path, patch, 'runs', env=clean_env)
     assert (r.returncode, r.stderr.strip().splitlines()[-1]) == (code, line), r.stderr[-2000:]
     assert 'Traceback' not in r.stderr
@@ -101,7 +101,7 @@ def test_bad_param_forms_are_usage_errors(words, line, clean_env, tmp_path):
 
 def test_runs_shows_model_and_each_notebooks_key_metric(clean_env, tmp_path):
     "Each run shows the metric its own notebook logs, though the newest runs log other names; lines fit 120 columns."
-    log = "from recsys_lib.runner import log_metrics\nlog_metrics({})"
+    log = "from recsys_lib.record import log_metrics\nlog_metrics({})"
     notebooks = [
         ('train', "model: str = 'ease'  # model", log.format("{'test_ndcg@10': 0.3, 'valid_ndcg@10': 0.25, 'test_recall@10': 0.5}")),
         ('evaluate', "registered_model: str = 'recsys'  # registry entry",

@@ -16,7 +16,8 @@ logging.basicConfig(level=logging.WARNING, format='%(name)s: %(message)s')
 from recsys_lib.data import Interactions
 from recsys_lib.synthetic import make_synthetic, SYNTHETIC_PRESETS
 from recsys_lib.split import leave_last_out
-from recsys_lib.sasrec import SASRec, is_leader
+from recsys_lib.distributed import is_leader
+from recsys_lib.sasrec import SASRec
 inter = Interactions.from_df(make_synthetic(**SYNTHETIC_PRESETS['tiny'], sequential_strength=0.8, seed=3))
 split = leave_last_out(inter, n_test=1, n_valid=1)
 m = SASRec(max_len=10, hidden=16, n_heads=2, n_layers=1, batch_size=64, max_epochs=int(sys.argv[1]), seed=7,

@@ -14,14 +14,8 @@ from recsys_lib.data import Interactions
 from recsys_lib.ease import EASE
 from recsys_lib.inference import batch_recommend, read_recommendations
 from recsys_lib.models import Popularity, load_model, read_manifest, relative_popularity
-from recsys_lib.synthetic import SYNTHETIC_PRESETS, make_synthetic
 
 UNKNOWN = 10**9
-
-
-@pytest.fixture(scope='module')
-def inter():
-    return Interactions.from_df(make_synthetic(**SYNTHETIC_PRESETS['tiny'], seed=0))
 
 
 @pytest.fixture(scope='module')

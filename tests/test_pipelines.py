@@ -12,7 +12,8 @@ import pytest
 from recsys_lib.data import DUPLICATE_POLICIES, FILE_FORMATS, TIMESTAMP_UNITS
 from recsys_lib.models import MODELS
 from recsys_lib.params import ParamError, notebook_params
-from recsys_lib.pipeline import ENGINES, PROTOCOLS
+from recsys_lib.engine import ENGINES
+from recsys_lib.pipeline import PROTOCOLS
 from recsys_lib.synthetic import SYNTHETIC_PRESETS
 
 from conftest import BIN, ROOT, one_line_error
@@ -54,7 +55,7 @@ def test_papermill_reads_the_parameters_cell_without_warnings(path, caplog):
 # The values each choice parameter of the pipelines may take, from the registry the library checks them against.
 # The notebooks spell them out as `Literal[...]` (what `recsys inspect` shows, and what is checked before a run);
 # this keeps the two in step when a registry grows.
-REGISTRIES = {'model': [*MODELS, 'spark_als'],   # spark_als: SparkALS.name, trained by fit_spark_split with engine spark
+REGISTRIES = {'model': [*MODELS, 'spark_als'],   # spark_als: SparkALS.name, trained by SparkEngine.fit with engine spark
               'engine': ENGINES, 'split_protocol': PROTOCOLS, 'preset': SYNTHETIC_PRESETS, 'file_format': FILE_FORMATS,
               'timestamp_unit': TIMESTAMP_UNITS, 'duplicates': DUPLICATE_POLICIES}
 
@@ -70,7 +71,7 @@ def test_pipeline_choices_are_the_library_registries(path):
     assert {n for n, p in params.items() if p.choices} - REGISTRIES.keys() <= {'backend'}
 
 
-def test_spark_als_is_the_name_fit_spark_split_trains():
+def test_spark_als_is_the_name_the_spark_engine_trains():
     from recsys_lib.spark.als import SparkALS
     assert SparkALS.name == 'spark_als' and 'spark_als' not in MODELS
 
@@ -94,17 +95,17 @@ def test_demo_flow_end_to_end(clean_env, tmp_path, monkeypatch):
     # the registry: EASE (version 2) is champion, with the gate report stored on it
     for k, v in clean_env.items():
         if k.startswith('RECSYS_'): monkeypatch.setenv(k, v)
-    from recsys_lib import tracking
-    assert tracking.get_champion('e2e') == 2 and len(tracking.list_versions('e2e')) == 2
-    assert 'PROMOTE' in tracking.get_version_report('e2e', 2)
+    from recsys_lib import registry
+    assert registry.get_champion('e2e') == 2 and len(registry.list_versions('e2e')) == 2
+    assert 'PROMOTE' in registry.get_version_report('e2e', 2)
     # a worse challenger fails the gate, which changes no alias
     r = recsys('run', ROOT/'pipelines'/'train.ipynb', '-p', 'preset', 'tiny', '-p', 'model', 'popularity',
                '-p', 'registered_model', 'e2e', '--no-progress', env=clean_env)
     assert r.returncode == 0 and "registered 'e2e' version 3" in r.stdout
     r = recsys('promote', 'e2e', env=clean_env)
     assert r.returncode == 1 and 'KEEP CHAMPION' in r.stdout
-    assert tracking.get_champion('e2e') == 2 and tracking.get_challenger('e2e') == 3
-    assert 'KEEP CHAMPION' in tracking.get_version_report('e2e', 3)
+    assert registry.get_champion('e2e') == 2 and registry.get_challenger('e2e') == 3
+    assert 'KEEP CHAMPION' in registry.get_version_report('e2e', 3)
     # the published output covers every trained user
     published = tmp_path/'data'/'published'/'e2e'
     manifest = json.loads((published/'_manifest.json').read_text())

@@ -7,7 +7,9 @@ import pytest
 
 from recsys_lib.core import RecsysError
 from recsys_lib.params import ParamError, new_notebook
-from recsys_lib.runner import ParamParser, RunInterrupted, add_subcommands, list_runs, load_run, run_notebook
+from recsys_lib.cli import build_parser
+from recsys_lib.runner import RunInterrupted, run_notebook
+from recsys_lib.runs import list_runs, load_run
 
 from conftest import BIN, ROOT, isolated_tracking
 
@@ -24,7 +26,7 @@ CHECK_TYPES = textwrap.dedent('''\
     import os
     assert type(epochs) is int and type(lr) is float and type(use_gpu) is bool, (epochs, lr, use_gpu)
     assert type(models) is list and type(model_args) is dict, (models, model_args)
-    from recsys_lib.runner import log_metrics, log_data_fingerprint, log_record
+    from recsys_lib.record import log_metrics, log_data_fingerprint, log_record
     log_data_fingerprint('f' * 64, 'interactions')
     log_record('cwd', os.getcwd())
     log_record('env', {k: os.environ.get(k) for k in ('RECSYS_RUN_DIR', 'RECSYS_PROFILE', 'RECSYS_SETTINGS')})
@@ -49,9 +51,8 @@ def alive(pid) -> bool:
 
 
 def cli(*argv):
-    "Run a subcommand through a parser built with add_subcommands, as `recsys` would: (exit code, stdout, stderr)."
-    p = ParamParser(prog='recsys')
-    add_subcommands(p.add_subparsers(dest='command', required=True))
+    "Run a subcommand through the `recsys` parser, as `recsys` would: (exit code, stdout, stderr)."
+    p = build_parser()
     out, err = io.StringIO(), io.StringIO()
     with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
         try: code = (a := p.parse_args([str(x) for x in argv])).func(a)
@@ -164,7 +165,7 @@ def test_secrets_never_reach_the_notebook_params_or_logs(env, monkeypatch):
                       'assert isinstance(api_key, Secret) and api_key[::-1] == "1-TERCES-kot"',   # the notebook holds no plain copy
                       'assert db_password[::-1] == "2-TERCES-wp"',
                       'print(api_key, db_password)\napi_key',
-                      'from recsys_lib.runner import log_metrics, log_record\n'
+                      'from recsys_lib.record import log_metrics, log_record\n'
                       'log_record("leak", db_password)\nlog_metrics({"leak": api_key})\nraise ValueError(api_key)')
     monkeypatch.setenv('RECSYS_SECRET_DB_PASSWORD', 'pw-SECRET-2')      # how a scheduler hands a secret over
     r = run_notebook(nb, {'api_key': 'tok-SECRET-1'}, progress=False)
@@ -186,8 +187,8 @@ def test_interrupt_stops_the_kernel_and_records_interrupted(env, tmp_path):
     marker = tmp_path/'kernel.pid'
     nb = new_notebook(tmp_path/'long.ipynb', 'n: int = 1',
                       f'import os, time\nopen({str(marker)!r}, "w").write(str(os.getpid()))\ntime.sleep(120)')
-    script = ("import sys, argparse\nfrom recsys_lib.runner import add_subcommands\n"
-              "p = argparse.ArgumentParser(); add_subcommands(p.add_subparsers(dest='command'))\n"
+    script = ("import sys\nfrom recsys_lib.cli import build_parser\n"
+              "p = build_parser()\n"
               "a = p.parse_args(sys.argv[1:]); sys.exit(a.func(a))")
     # a background shell may hand its children SIGINT ignored; give the runner the default handling, as a terminal would
     proc = subprocess.Popen([sys.executable, '-c', script, 'run', str(nb), '--no-progress'], env=os.environ.copy(),

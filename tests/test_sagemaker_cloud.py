@@ -10,10 +10,11 @@ import json, os, subprocess, time
 import moto
 import pytest
 
-from recsys_lib import tracking
-from recsys_lib.sagemaker import cloud
+from recsys_lib import registry
+from recsys_lib.sagemaker import cloud, jobcode
 from recsys_lib.sagemaker.cloud import AwsClients, SubmittedJob, attach_job, submit_job
 from recsys_lib.sagemaker.local import run_local_job
+from recsys_lib.settings import load_settings
 
 from conftest import BIN, ROOT, isolated_tracking, one_line_error
 
@@ -43,7 +44,7 @@ def aws(tmp_path, monkeypatch):
 
 @pytest.fixture(scope='module')
 def wheel(tmp_path_factory):
-    return cloud.build_wheel(tmp_path_factory.mktemp('dist'))
+    return jobcode.build_wheel(tmp_path_factory.mktemp('dist'))
 
 
 def _capture(aws, operation):
@@ -67,7 +68,7 @@ def test_training_job_request_and_staging(aws, wheel, tmp_path, monkeypatch):
     sent = _capture(aws, 'CreateTrainingJob')
     data = tmp_path/'interactions.csv'
     data.write_text('user_id,item_id,timestamp\n1,2,3\n')
-    job = submit_job(ROOT/'pipelines'/'train.ipynb',
+    job = submit_job(ROOT/'pipelines'/'train.ipynb', load_settings('sagemaker'),
                      {'data_path': '$SM_CHANNEL_DATA/interactions.csv', 'model': 'sasrec', 'model_params': {'epochs': 2}, 'k': 20},
                      channels={'data': data, 'extra': f's3://{BUCKET}/shared/items/'}, clients=aws, wheel=wheel)
     req = aws.sagemaker.describe_training_job(TrainingJobName=job.name)
@@ -96,7 +97,7 @@ def test_training_job_request_and_staging(aws, wheel, tmp_path, monkeypatch):
     get = lambda key: aws.s3.get_object(Bucket=BUCKET, Key=key)['Body'].read()
     assert json.loads(get(_keys(aws, channels['sm_drivers'][len(f's3://{BUCKET}/'):] + '/sourcecode.json')[0]))['command'] == 'bash job.sh training'
     job_sh = get(next(k for k in _keys(aws, code) if k.endswith('/job.sh'))).decode()
-    assert f"-c constraints.txt './{wheel.name}[{','.join(cloud.JOB_EXTRAS)}]'" in job_sh
+    assert f"-c constraints.txt './{wheel.name}[{','.join(jobcode.JOB_EXTRAS)}]'" in job_sh
     pins = dict(l.split('==') for l in get(next(k for k in _keys(aws, code) if k.endswith('/constraints.txt'))).decode().splitlines() if '==' in l)
     from importlib import metadata
     assert pins['mlflow'] == metadata.version('mlflow') and pins['papermill'] == metadata.version('papermill') and 'torch' not in pins
@@ -109,7 +110,7 @@ def test_processing_job_request_for_batch_inference(aws, wheel, tmp_path):
     sent = _capture(aws, 'CreateProcessingJob')
     model_dir = tmp_path/'model'
     Popularity().fit(Interactions.from_df(make_synthetic(**SYNTHETIC_PRESETS['tiny']))).save(model_dir)
-    job = submit_job(ROOT/'pipelines'/'batch_inference.ipynb', {'model_path': '$SM_CHANNEL_MODEL', 'k': 5},
+    job = submit_job(ROOT/'pipelines'/'batch_inference.ipynb', load_settings('sagemaker'), {'model_path': '$SM_CHANNEL_MODEL', 'k': 5},
                      channels={'model': model_dir}, clients=aws, wheel=wheel)
     req = aws.sagemaker.describe_processing_job(ProcessingJobName=job.name)
     assert job.kind == 'processing' and job.name.startswith('recsys-batch-inference-')
@@ -155,12 +156,12 @@ def test_recsys_run_uploads_a_local_data_path_as_a_channel(aws, wheel, tmp_path,
     assert aws.s3.get_object(Bucket=BUCKET, Key=key)['Body'].read() == (tmp_path/'ratings.csv').read_bytes()
     # an S3 value is a channel too, read in place; a container path is passed as it is
     sent = _capture(aws, 'CreateTrainingJob')
-    submit_job(ROOT/'pipelines'/'train.ipynb', {'data_path': f's3://{BUCKET}/exports/2026-12/ratings.csv'}, clients=aws, wheel=wheel)
+    submit_job(ROOT/'pipelines'/'train.ipynb', load_settings('sagemaker'), {'data_path': f's3://{BUCKET}/exports/2026-12/ratings.csv'}, clients=aws, wheel=wheel)
     channels = {c['ChannelName']: c['DataSource']['S3DataSource']['S3Uri'] for c in sent[0]['InputDataConfig']}
     assert channels['data_path'] == f's3://{BUCKET}/exports/2026-12/ratings.csv'
     assert sent[0]['HyperParameters']['data_path'] == '$SM_CHANNEL_DATA_PATH/ratings.csv'
     sent.clear()
-    submit_job(ROOT/'pipelines'/'train.ipynb', {'data_path': '/opt/ml/input/data/data/ratings.csv'}, channels={'data': tmp_path/'ratings.csv'},
+    submit_job(ROOT/'pipelines'/'train.ipynb', load_settings('sagemaker'), {'data_path': '/opt/ml/input/data/data/ratings.csv'}, channels={'data': tmp_path/'ratings.csv'},
                clients=aws, wheel=wheel)
     assert sent[0]['HyperParameters']['data_path'] == '/opt/ml/input/data/data/ratings.csv'
     assert {c['ChannelName'] for c in sent[0]['InputDataConfig']} == {'data', 'code', 'sm_drivers'}
@@ -173,7 +174,7 @@ def test_processing_job_gets_path_parameters_as_inputs(aws, wheel, tmp_path):
     from recsys_lib.synthetic import make_synthetic, SYNTHETIC_PRESETS
     Popularity().fit(Interactions.from_df(make_synthetic(**SYNTHETIC_PRESETS['tiny']))).save(tmp_path/'model')
     (tmp_path/'users.csv').write_text('user_id\n1\n2\n')
-    job = submit_job(ROOT/'pipelines'/'batch_inference.ipynb', {'users_path': tmp_path/'users.csv', 'model_path': str(tmp_path/'model')},
+    job = submit_job(ROOT/'pipelines'/'batch_inference.ipynb', load_settings('sagemaker'), {'users_path': tmp_path/'users.csv', 'model_path': str(tmp_path/'model')},
                      clients=aws, wheel=wheel)
     req = aws.sagemaker.describe_processing_job(ProcessingJobName=job.name)
     inputs = {i['InputName']: i['S3Input'] for i in req['ProcessingInputs']}
@@ -219,18 +220,18 @@ def _upload_job_outputs(aws, job_name, root):
 
 def test_completed_job_is_collected_logged_and_registered(aws):
     "A completed training job's archives, downloaded from S3, become a run folder and a registered version."
-    local = run_local_job(ROOT/'pipelines'/'train.ipynb', {'preset': 'tiny', 'model': 'popularity', 'registered_model': 'sm-cloud'},
+    local = run_local_job(ROOT/'pipelines'/'train.ipynb', load_settings('sagemaker-local'), {'preset': 'tiny', 'model': 'popularity', 'registered_model': 'sm-cloud'},
                           keep_root=True, run_root=aws_tmp(aws)/'local-runs')
     assert local.ok, local.reason
     name = 'recsys-train-20261122030000'
     _upload_job_outputs(aws, name, local.root)
     sm = FakeSageMaker([('InProgress', 'Starting'), ('InProgress', 'Training'), ('Completed', 'Completed')],
                        ModelArtifacts={'S3ModelArtifacts': f's3://{BUCKET}/recsys/jobs/{name}/output/model.tar.gz'})
-    res = attach_job(name, 'sagemaker', 'training', clients=_fake(aws, sm), poll_s=0)
+    res = attach_job(name, load_settings('sagemaker'), 'training', clients=_fake(aws, sm), poll_s=0)
     assert res.ok and res.metrics == local.metrics
     assert res.tracked['version'] == 1
     assert json.loads((res.run_dir/'manifest.json').read_text())['job']['backend'] == 'sagemaker'
-    model = tracking.load_registered_model('sm-cloud', version=1, profile='sagemaker')
+    model = registry.load_registered_model('sm-cloud', version=1, profile='sagemaker')
     assert type(model).__name__ == 'Popularity'
 
 
@@ -323,7 +324,7 @@ def test_missing_credentials_is_one_clear_line(clean_env, tmp_path, wheel):
 def test_scheduled_pipeline_request(aws, wheel):
     from recsys_lib.sagemaker.schedule import schedule_job
     sent = _capture(aws, 'CreatePipeline')
-    out = schedule_job(ROOT/'pipelines'/'batch_inference.ipynb', '15 5 * * *', {'model_path': '$SM_CHANNEL_MODEL'},
+    out = schedule_job(ROOT/'pipelines'/'batch_inference.ipynb', '15 5 * * *', load_settings('sagemaker'), {'model_path': '$SM_CHANNEL_MODEL'},
                        channels={'model': f's3://{BUCKET}/models/ease/'}, clients=aws, wheel=wheel)
     assert out['created'] is True and sent[0]['PipelineName'] == 'recsys-batch-inference'
     assert sent[0]['RoleArn'] == 'arn:aws:iam::111122223333:role/recsys-sagemaker-execution'
@@ -345,8 +346,8 @@ def test_real_account_train_job():
     from recsys_lib.sagemaker.cloud import run_sagemaker_job
     profile = os.environ.get('RECSYS_AWS_TEST_PROFILE')
     if not profile: pytest.skip("set RECSYS_AWS_TEST_PROFILE to a sagemaker profile of a real account")
-    res = run_sagemaker_job(ROOT/'pipelines'/'train.ipynb', {'preset': 'tiny', 'model': 'popularity', 'registered_model': 'recsys-aws-smoke'},
-                            profile=profile, poll_s=30)
+    res = run_sagemaker_job(ROOT/'pipelines'/'train.ipynb', load_settings(profile),
+                            {'preset': 'tiny', 'model': 'popularity', 'registered_model': 'recsys-aws-smoke'}, poll_s=30)
     assert res.ok, res.reason
     assert res.metrics['test_ndcg@10'] > 0 and res.tracked.get('version')
 
@@ -385,7 +386,7 @@ def test_job_installs_the_extras_each_pipeline_notebook_imports():
     The spark extra is left out: its imports sit behind engine == 'spark', which needs Java the job image lacks."""
     import ast, re
     from pathlib import Path
-    installed = set(re.search(r"\.whl\[([^\]]*)\]", cloud.job_script('recsys_lib-0.1-py3-none-any.whl')).group(1).split(','))
+    installed = set(re.search(r"\.whl\[([^\]]*)\]", jobcode.job_script('recsys_lib-0.1-py3-none-any.whl')).group(1).split(','))
     optional = _optional_modules()
     assert optional.get('mlflow') == {'tracking'} and optional.get('papermill') == {'pipelines'}   # the mapping itself works
     missing = {}
@@ -422,8 +423,8 @@ def test_kms_key_is_left_off_volumes_of_instance_types_with_local_storage(aws, w
     with caplog.at_level(logging.INFO, logger='recsys_lib.sagemaker.cloud'):
         for instance_type in ('ml.g5.xlarge', 'ml.m5.xlarge'):
             monkeypatch.setenv('RECSYS_SAGEMAKER_INSTANCE_TYPE', instance_type)
-            submit_job(ROOT/'pipelines'/'train.ipynb', {'preset': 'tiny'}, clients=aws, wheel=wheel)
-            submit_job(ROOT/'pipelines'/'batch_inference.ipynb', {'model_path': '$SM_CHANNEL_MODEL'}, channels={'model': model},
+            submit_job(ROOT/'pipelines'/'train.ipynb', load_settings('sagemaker'), {'preset': 'tiny'}, clients=aws, wheel=wheel)
+            submit_job(ROOT/'pipelines'/'batch_inference.ipynb', load_settings('sagemaker'), {'model_path': '$SM_CHANNEL_MODEL'}, channels={'model': model},
                        clients=aws, wheel=wheel)
     nvme, ebs = training
     assert 'VolumeKmsKeyId' not in nvme['ResourceConfig'] and nvme['OutputDataConfig']['KmsKeyId'] == key
@@ -439,7 +440,7 @@ def test_processing_job_runs_on_its_own_instance_count(aws, wheel, tmp_path, mon
     "Each processing instance would rerun the whole notebook: the training instance_count does not apply."
     monkeypatch.setenv('RECSYS_SAGEMAKER_INSTANCE_COUNT', '3')
     sent = _capture(aws, 'CreateProcessingJob')
-    submit_job(ROOT/'pipelines'/'batch_inference.ipynb', {'model_path': '$SM_CHANNEL_MODEL'}, channels={'model': _batch_model(tmp_path)},
+    submit_job(ROOT/'pipelines'/'batch_inference.ipynb', load_settings('sagemaker'), {'model_path': '$SM_CHANNEL_MODEL'}, channels={'model': _batch_model(tmp_path)},
                clients=aws, wheel=wheel)
     assert sent[0]['ProcessingResources']['ClusterConfig']['InstanceCount'] == cloud.PROCESSING_INSTANCE_COUNT == 1
 
@@ -450,7 +451,7 @@ def test_processing_entrypoint_stays_within_the_service_limit_whatever_the_wheel
     long_wheel = tmp_path/f"recsys_lib-0.1.0+{'a' * 60}-py3-none-any.whl"
     shutil.copy(wheel, long_wheel)
     sent = _capture(aws, 'CreateProcessingJob')
-    submit_job(ROOT/'pipelines'/'batch_inference.ipynb', {'model_path': '$SM_CHANNEL_MODEL'},
+    submit_job(ROOT/'pipelines'/'batch_inference.ipynb', load_settings('sagemaker'), {'model_path': '$SM_CHANNEL_MODEL'},
                channels={'model': _batch_model(tmp_path)}, clients=aws, wheel=long_wheel)
     entrypoint = sent[0]['AppSpecification']['ContainerEntrypoint']
     assert entrypoint == ['bash', '/opt/ml/processing/input/code/job.sh', 'processing'] and max(map(len, entrypoint)) <= 256
@@ -460,7 +461,7 @@ def test_processing_entrypoint_stays_within_the_service_limit_whatever_the_wheel
 def test_evaluate_job_is_refused_when_its_registry_is_a_file_the_job_cannot_reach(aws, wheel):
     "The job reads registered models from the profile it was submitted from; a SQLite file there is out of its reach."
     with pytest.raises(Exception, match=r"evaluate.ipynb reads registered models inside the job, but \[sagemaker\] of .* has registry_uri"):
-        submit_job(ROOT/'pipelines'/'evaluate.ipynb', {'registered_model': 'm'}, clients=aws, wheel=wheel)
+        submit_job(ROOT/'pipelines'/'evaluate.ipynb', load_settings('sagemaker'), {'registered_model': 'm'}, clients=aws, wheel=wheel)
     assert _keys(aws) == []   # nothing uploaded
 
 def test_image_context_for_a_baked_job_image(wheel, tmp_path):
@@ -486,8 +487,8 @@ def test_two_submissions_in_the_same_second_get_different_names(aws, wheel, tmp_
     monkeypatch.setattr(cloud, 'datetime', Frozen)
     monkeypatch.setattr(sdk_utils, 'datetime', Frozen)
     model = _batch_model(tmp_path)
-    names = [submit_job(ROOT/'pipelines'/'train.ipynb', {'preset': 'tiny'}, clients=aws, wheel=wheel).name for _ in range(2)]
-    names += [submit_job(ROOT/'pipelines'/'batch_inference.ipynb', {'model_path': '$SM_CHANNEL_MODEL'}, channels={'model': model},
+    names = [submit_job(ROOT/'pipelines'/'train.ipynb', load_settings('sagemaker'), {'preset': 'tiny'}, clients=aws, wheel=wheel).name for _ in range(2)]
+    names += [submit_job(ROOT/'pipelines'/'batch_inference.ipynb', load_settings('sagemaker'), {'model_path': '$SM_CHANNEL_MODEL'}, channels={'model': model},
                          clients=aws, wheel=wheel).name for _ in range(2)]
     assert len(set(names)) == 4, names
     assert all(cloud.JOB_NAME.fullmatch(n) for n in names), names
@@ -496,7 +497,7 @@ def test_two_submissions_in_the_same_second_get_different_names(aws, wheel, tmp_
 def test_scheduled_runs_write_to_a_prefix_of_their_own(aws, wheel):
     "Each execution of a scheduled processing job writes under its pipeline execution id, so runs never overwrite each other."
     from recsys_lib.sagemaker.schedule import schedule_job
-    out = schedule_job(ROOT/'pipelines'/'batch_inference.ipynb', '0 5 * * *', {'model_path': '$SM_CHANNEL_MODEL'},
+    out = schedule_job(ROOT/'pipelines'/'batch_inference.ipynb', '0 5 * * *', load_settings('sagemaker'), {'model_path': '$SM_CHANNEL_MODEL'},
                        channels={'model': f's3://{BUCKET}/models/ease/'}, dry_run=True, wheel=wheel)
     outputs = out['pipeline']['Steps'][0]['Arguments']['ProcessingOutputConfig']['Outputs']
     for o in outputs:
@@ -545,14 +546,14 @@ def test_schedule_without_a_scheduler_role_is_refused_before_anything_is_sent(aw
     monkeypatch.setenv('RECSYS_SAGEMAKER_SCHEDULER_ROLE_ARN', '')
     nb = ROOT/'pipelines'/'batch_inference.ipynb'
     with pytest.raises(ConfigError) as e:
-        schedule_job(nb, '0 5 * * *', {'model_path': '$SM_CHANNEL_MODEL'}, channels={'model': f's3://{BUCKET}/models/ease/'},
+        schedule_job(nb, '0 5 * * *', load_settings('sagemaker'), {'model_path': '$SM_CHANNEL_MODEL'}, channels={'model': f's3://{BUCKET}/models/ease/'},
                      clients=aws, wheel=wheel)
     msg = str(e.value)
     assert '\n' not in msg and 'scheduler_role_arn' in msg and 'scheduler.amazonaws.com' in msg and 'sagemaker:StartPipelineExecution' in msg, msg
     assert _keys(aws) == [] and aws.sagemaker.list_pipelines()['PipelineSummaries'] == [] and aws.scheduler.list_schedules()['Schedules'] == []
     monkeypatch.setenv('RECSYS_SAGEMAKER_SCHEDULER_ROLE_ARN', 'recsys-scheduler')
     with pytest.raises(ConfigError, match="scheduler_role_arn 'recsys-scheduler'.* is not an IAM role ARN"):
-        schedule_job(nb, '0 5 * * *', {'model_path': '$SM_CHANNEL_MODEL'}, clients=aws, wheel=wheel)
+        schedule_job(nb, '0 5 * * *', load_settings('sagemaker'), {'model_path': '$SM_CHANNEL_MODEL'}, clients=aws, wheel=wheel)
     # a dry run still shows what it would send, and says the role is missing
     env = {**clean_env, 'SAGEMAKER_USER_CONFIG_OVERRIDE': str(tmp_path/'sm.yaml'), 'HOME': str(tmp_path),
            'AWS_EC2_METADATA_DISABLED': 'true', 'RECSYS_SAGEMAKER_SCHEDULER_ROLE_ARN': ''}
@@ -569,7 +570,7 @@ def test_schedule_request_is_the_sagemaker_pipeline_target_the_service_model_acc
     from recsys_lib.sagemaker.schedule import schedule_job
     sent = _capture_scheduler(aws, 'CreateSchedule')
     queue = 'arn:aws:sqs:eu-west-1:111122223333:recsys-schedule-dlq'
-    out = schedule_job(ROOT/'pipelines'/'batch_inference.ipynb', '15 5 * * *', {'model_path': '$SM_CHANNEL_MODEL'},
+    out = schedule_job(ROOT/'pipelines'/'batch_inference.ipynb', '15 5 * * *', load_settings('sagemaker'), {'model_path': '$SM_CHANNEL_MODEL'},
                        channels={'model': f's3://{BUCKET}/models/ease/'}, clients=aws, wheel=wheel, dead_letter_arn=queue)
     assert len(sent) == 1 and _model_problems(aws.scheduler, 'CreateSchedule', sent[0]) == []
     pipeline = aws.sagemaker.describe_pipeline(PipelineName='recsys-batch-inference')
@@ -581,36 +582,34 @@ def test_schedule_request_is_the_sagemaker_pipeline_target_the_service_model_acc
     assert target['DeadLetterConfig'] == {'Arn': queue}
     # updating keeps the same shape; no dead-letter queue unless one is given
     sent = _capture_scheduler(aws, 'UpdateSchedule')
-    schedule_job(ROOT/'pipelines'/'batch_inference.ipynb', '15 6 * * *', {'model_path': '$SM_CHANNEL_MODEL'},
+    schedule_job(ROOT/'pipelines'/'batch_inference.ipynb', '15 6 * * *', load_settings('sagemaker'), {'model_path': '$SM_CHANNEL_MODEL'},
                  channels={'model': f's3://{BUCKET}/models/ease/'}, clients=aws, wheel=wheel, max_retries=10)
     assert _model_problems(aws.scheduler, 'UpdateSchedule', sent[0]) == [] and 'DeadLetterConfig' not in sent[0]['Target']
     assert sent[0]['Target']['RetryPolicy']['MaximumRetryAttempts'] == 10
     from recsys_lib.core import ConfigError
     with pytest.raises(ConfigError, match="--dead-letter-arn 'my-queue': expected an SQS queue ARN"):
-        schedule_job(ROOT/'pipelines'/'train.ipynb', '0 3 * * *', clients=aws, wheel=wheel, dead_letter_arn='my-queue')
+        schedule_job(ROOT/'pipelines'/'train.ipynb', '0 3 * * *', load_settings('sagemaker'), clients=aws, wheel=wheel, dead_letter_arn='my-queue')
     with pytest.raises(ConfigError, match="--retries 200: EventBridge Scheduler allows 0 to 185"):
-        schedule_job(ROOT/'pipelines'/'train.ipynb', '0 3 * * *', clients=aws, wheel=wheel, max_retries=200)
+        schedule_job(ROOT/'pipelines'/'train.ipynb', '0 3 * * *', load_settings('sagemaker'), clients=aws, wheel=wheel, max_retries=200)
     assert [p['PipelineName'] for p in aws.sagemaker.list_pipelines()['PipelineSummaries']] == ['recsys-batch-inference']
 
 
 def test_schedule_list_shows_the_last_execution_of_each_schedule(aws, wheel, capsys):
     "The scheduler keeps no invocation history; the pipeline's newest execution says whether last night's run started and how it ended."
-    import argparse
     from moto.sagemaker.models import sagemaker_backends
-    from recsys_lib.sagemaker.schedule import add_schedule_subcommand, list_schedules, schedule_job
-    schedule_job(ROOT/'pipelines'/'batch_inference.ipynb', '15 5 * * *', {'model_path': '$SM_CHANNEL_MODEL'},
+    from recsys_lib.cli import main
+    from recsys_lib.sagemaker.schedule import list_schedules, schedule_job
+    schedule_job(ROOT/'pipelines'/'batch_inference.ipynb', '15 5 * * *', load_settings('sagemaker'), {'model_path': '$SM_CHANNEL_MODEL'},
                  channels={'model': f's3://{BUCKET}/models/ease/'}, clients=aws, wheel=wheel)
-    assert list_schedules(clients=aws)[0]['last_execution'] is None
+    assert list_schedules(load_settings('sagemaker'), clients=aws)[0]['last_execution'] is None
     aws.sagemaker.start_pipeline_execution(PipelineName='recsys-batch-inference', ClientRequestToken='a' * 32)
     newest = aws.sagemaker.start_pipeline_execution(PipelineName='recsys-batch-inference', ClientRequestToken='b' * 32)['PipelineExecutionArn']
     # moto's executions all succeed at once: make the newest one fail, as a real one can
     execution = sagemaker_backends['123456789012'][REGION].pipelines['recsys-batch-inference'].pipeline_executions[newest]
     execution.pipeline_execution_status, execution.pipeline_execution_failure_reason = 'Failed', 'ClientError: no such image'
-    [row] = list_schedules(clients=aws)
+    [row] = list_schedules(load_settings('sagemaker'), clients=aws)
     assert row['pipeline'] == 'recsys-batch-inference' and row['last_execution']['status'] == 'Failed'
     assert row['last_execution']['failure_reason'] == 'ClientError: no such image' and row['last_execution']['start'] is not None
-    parser = argparse.ArgumentParser(); add_schedule_subcommand(parser.add_subparsers())
-    args = parser.parse_args(['schedule', '--list', '--profile', 'sagemaker'])
-    assert args.func(args) == 0
+    assert main(['schedule', '--list', '--profile', 'sagemaker']) == 0
     line = capsys.readouterr().out.strip()
     assert line.startswith('recsys-batch-inference') and 'last run Failed' in line and 'ClientError: no such image' in line, line

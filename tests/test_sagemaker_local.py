@@ -11,6 +11,7 @@ import pytest
 
 from recsys_lib.params import new_notebook
 from recsys_lib.sagemaker.local import run_local_job
+from recsys_lib.settings import load_settings
 
 from conftest import BIN, ROOT, isolated_tracking, one_line_error
 
@@ -30,13 +31,13 @@ def sm_env(tmp_path, monkeypatch):
 
 
 @pytest.fixture
-def tiny(tmp_path):
+def tiny_notebook(tmp_path):
     return new_notebook(tmp_path/'tiny.ipynb', '''\
 epochs: int = 1  # passes
 lr: float = 0.1  # step
 opts: dict = {}  # options
 flag: bool = False  # a switch''', '''\
-from recsys_lib.runner import current_run_dir, log_metrics
+from recsys_lib.record import current_run_dir, log_metrics
 assert isinstance(epochs, int) and isinstance(lr, float) and isinstance(opts, dict) and flag is True
 log_metrics({'loss': epochs * lr * opts['scale']})
 (current_run_dir()/'model').mkdir(); (current_run_dir()/'model'/'w.json').write_text('[1, 2]')''')
@@ -49,8 +50,8 @@ def test_entrypoint_import_is_free_of_the_sdk():
     assert r.returncode == 0, r.stderr
 
 
-def test_tiny_notebook_succeeds_with_typed_parameters(sm_env, tiny):
-    res = run_local_job(tiny, {'epochs': 3, 'lr': 0.5, 'opts': {'scale': 2}, 'flag': True}, keep_root=True)
+def test_tiny_notebook_succeeds_with_typed_parameters(sm_env, tiny_notebook):
+    res = run_local_job(tiny_notebook, load_settings('sagemaker-local'), {'epochs': 3, 'lr': 0.5, 'opts': {'scale': 2}, 'flag': True}, keep_root=True)
     assert (res.status, res.exit_code, res.reason) == ('succeeded', 0, None)
     assert res.metrics == {'loss': 3.0}
     # the container saw strings only; the notebook got typed values
@@ -71,7 +72,7 @@ def test_tiny_notebook_succeeds_with_typed_parameters(sm_env, tiny):
 
 def test_failing_notebook_writes_failure_and_exits_nonzero(sm_env, tmp_path):
     bad = new_notebook(tmp_path/'bad.ipynb', 'd: int = 0  # divisor', 'x = 1', 'x / d')
-    res = run_local_job(bad, keep_root=True)
+    res = run_local_job(bad, load_settings('sagemaker-local'), keep_root=True)
     reason = "notebook bad.ipynb failed: cell 4 raised ZeroDivisionError: division by zero"
     assert (res.status, res.exit_code, res.reason) == ('failed', 1, reason)
     assert (res.root/'output'/'failure').read_text().strip() == reason
@@ -81,8 +82,8 @@ def test_failing_notebook_writes_failure_and_exits_nonzero(sm_env, tmp_path):
     assert (res.run_dir/'bad.ipynb').is_file()   # the executed notebook comes back with the failure
 
 
-def test_bad_hyperparameter_is_rejected_with_exit_2(sm_env, tiny):
-    res = run_local_job(tiny, {'epochs': 'three'}, keep_root=True)
+def test_bad_hyperparameter_is_rejected_with_exit_2(sm_env, tiny_notebook):
+    res = run_local_job(tiny_notebook, load_settings('sagemaker-local'), {'epochs': 'three'}, keep_root=True)
     assert (res.status, res.exit_code, res.run_dir) == ('rejected', 2, None)
     failure = (res.root/'output'/'failure').read_text()
     assert "parameter 'epochs' (int) got 'three'" in failure
@@ -90,9 +91,9 @@ def test_bad_hyperparameter_is_rejected_with_exit_2(sm_env, tiny):
 
 
 def test_train_pipeline_through_the_container_then_registered(sm_env):
-    from recsys_lib import tracking
+    from recsys_lib import registry
     from recsys_lib.pipeline import register_run
-    res = run_local_job(ROOT/'pipelines'/'train.ipynb',
+    res = run_local_job(ROOT/'pipelines'/'train.ipynb', load_settings('sagemaker-local'),
                         {'preset': 'tiny', 'model': 'popularity', 'registered_model': 'sm-e2e'})
     assert res.ok, (res.reason, (res.run_dir/'job.log').read_text()[-3000:] if res.run_dir else None)
     assert res.metrics['test_ndcg@10'] > 0
@@ -103,7 +104,7 @@ def test_train_pipeline_through_the_container_then_registered(sm_env):
     out = register_run(res.run_dir, 'sagemaker-local')
     assert (out['registered_model'], out['version']) == ('sm-e2e', 1)
     assert (sm_env/'mlflow.db').is_file()
-    model = tracking.load_registered_model('sm-e2e', version=1, profile='sagemaker-local')
+    model = registry.load_registered_model('sm-e2e', version=1, profile='sagemaker-local')
     assert type(model).__name__.lower().startswith('popularity')
     assert not (sm_env/'data').exists()   # the job's data store was the container's
 
@@ -168,8 +169,8 @@ def test_sigterm_stops_the_job_as_interrupted_and_keeps_the_notebook(tmp_path):
     assert (root/'output'/'data'/'slow.ipynb').is_file() and not (root/'model').exists()
 
 
-def test_only_the_leader_host_exports(tmp_path, tiny):
-    root, env = _container(tmp_path, tiny, {'epochs': '1', 'lr': '1', 'opts': '{"scale": 1}', 'flag': 'true'})
+def test_only_the_leader_host_exports(tmp_path, tiny_notebook):
+    root, env = _container(tmp_path, tiny_notebook, {'epochs': '1', 'lr': '1', 'opts': '{"scale": 1}', 'flag': 'true'})
     env.update(SM_HOSTS='["algo-1", "algo-2"]', SM_CURRENT_HOST='algo-2')
     r = subprocess.run([sys.executable, '-m', 'recsys_lib.sagemaker.entrypoint'], env=env, cwd=tmp_path, capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
@@ -228,14 +229,14 @@ assert not p.is_symlink() and p.read_text() == 'original', (p, p.read_text())
 p.write_text('changed by the job')''')
     data = tmp_path/'in'/'x.txt'
     data.parent.mkdir(); data.write_text('original')
-    res = run_local_job(nb, {'data_path': str(data)}, keep_root=True)
+    res = run_local_job(nb, load_settings('sagemaker-local'), {'data_path': str(data)}, keep_root=True)
     assert res.ok, res.reason
     copy = res.root/'input'/'data'/'data_path'/'x.txt'
     assert json.loads((res.run_dir/'params.json').read_text())['data_path'] == str(copy)
     assert json.loads((res.root/'input'/'config'/'hyperparameters.json').read_text())['data_path'] == '$SM_CHANNEL_DATA_PATH/x.txt'
     assert copy.read_text() == 'changed by the job' and data.read_text() == 'original'
     # the container's own path form works in the emulation too: /opt/ml/ is the emulated root
-    res = run_local_job(nb, {'data_path': '/opt/ml/input/data/train/x.txt'}, channels={'train': data.parent}, keep_root=True)
+    res = run_local_job(nb, load_settings('sagemaker-local'), {'data_path': '/opt/ml/input/data/train/x.txt'}, channels={'train': data.parent}, keep_root=True)
     assert res.ok, res.reason
     assert json.loads((res.run_dir/'params.json').read_text())['data_path'] == str(res.root/'input'/'data'/'train'/'x.txt')
     assert data.read_text() == 'original'
@@ -273,7 +274,7 @@ def test_store_damaged_during_the_job_keeps_it_succeeded_and_exits_1(sm_env, tmp
     assert manifest['status'] == 'succeeded' and 'mlflow.db' in manifest['tracking_error']
     # in process, the result says the same
     db.unlink()
-    res = run_local_job(nb, track=True)
+    res = run_local_job(nb, load_settings('sagemaker-local'), track=True)
     assert (res.status, res.tracked) == ('succeeded', {}) and res.tracking_error
     assert json.loads((res.run_dir/'manifest.json').read_text())['tracking_error'] == res.tracking_error
 
@@ -298,12 +299,12 @@ def test_every_pipeline_notebook_runs_as_a_job_in_the_isolated_environment(serve
     """train, evaluate, batch_inference and monitor, each as the job the cloud would run: the SDK's sm_train.sh (or the
     processing entrypoint) runs job.sh in a Python holding only what job.sh installed, so a missing extra fails here."""
     from recsys_lib.sagemaker.local import job_envs_dir
-    train = run_local_job(ROOT/'pipelines'/'train.ipynb', {'preset': 'tiny', 'model': 'popularity', 'registered_model': 'sm-all'}, track=True)
+    train = run_local_job(ROOT/'pipelines'/'train.ipynb', load_settings('sagemaker-local'), {'preset': 'tiny', 'model': 'popularity', 'registered_model': 'sm-all'}, track=True)
     assert train.ok and train.tracked['version'] == 1, (train.reason, train.tracking_error)
     jobs = {'evaluate': ({'registered_model': 'sm-all', 'versions': ['challenger'], 'preset': 'tiny', 'n_boot': 20}, 'training'),
             'batch_inference': ({'registered_model': 'sm-all', 'alias': 'challenger', 'k': 5}, 'processing'),
             'monitor': ({'registered_model': 'sm-all', 'alias': 'challenger', 'preset': 'tiny'}, 'training')}
-    results = {name: run_local_job(ROOT/'pipelines'/f'{name}.ipynb', params, mode=mode) for name, (params, mode) in jobs.items()}
+    results = {name: run_local_job(ROOT/'pipelines'/f'{name}.ipynb', load_settings('sagemaker-local'), params, mode=mode) for name, (params, mode) in jobs.items()}
     failed = {name: (r.reason, (r.run_dir/'job.log').read_text()[-1500:] if r.run_dir else None) for name, r in results.items() if not r.ok}
     assert not failed, failed
     for name, r in {'train': train, **results}.items():   # each ran in the job environment's Python, not this one
@@ -318,7 +319,7 @@ def test_the_job_environment_holds_what_job_sh_installs_pinned_and_needs_no_inde
     "The cached job environment: the packages job.sh installed at the staged pins, none of this machine's dev tools; a rerun installs offline."
     import os
     from recsys_lib.settings import load_settings
-    from recsys_lib.sagemaker.cloud import build_wheel, stage_code
+    from recsys_lib.sagemaker.jobcode import build_wheel, stage_code
     from recsys_lib.sagemaker.local import container_environment, job_python
     code = stage_code(ROOT/'pipelines'/'train.ipynb', load_settings('sagemaker-local'), build_wheel(tmp_path/'dist'), tmp_path/'code')
     pins = dict(l.split('==') for l in (code/'constraints.txt').read_text().splitlines() if '==' in l)
@@ -336,14 +337,14 @@ def test_the_job_environment_holds_what_job_sh_installs_pinned_and_needs_no_inde
         assert r.returncode == 0, r.stderr[-2000:]
 
 
-def test_a_value_the_sdk_environment_file_cannot_hold_fails_the_emulated_job_as_it_would_the_real_one(sm_env, tiny, monkeypatch):
+def test_a_value_the_sdk_environment_file_cannot_hold_fails_the_emulated_job_as_it_would_the_real_one(sm_env, tiny_notebook, monkeypatch):
     "Without the check before staging, the SDK's own environment.py and sm_train.sh kill the job before the notebook starts, with no reason."
     from recsys_lib.params import ParamError
-    from recsys_lib.sagemaker import cloud
+    from recsys_lib.sagemaker import local
     params = {'epochs': 1, 'opts': {'scale': 2, 'note': "it's"}, 'flag': True}
-    with pytest.raises(ParamError, match="contains a single quote"): run_local_job(tiny, params)
-    monkeypatch.setattr(cloud, 'check_environment_file', lambda *a: None)
-    res = run_local_job(tiny, params, keep_root=True)
+    with pytest.raises(ParamError, match="contains a single quote"): run_local_job(tiny_notebook, load_settings('sagemaker-local'), params)
+    monkeypatch.setattr(local, 'check_environment_file', lambda *a: None)
+    res = run_local_job(tiny_notebook, load_settings('sagemaker-local'), params, keep_root=True)
     # bash stops on the syntax error of the sourced file: exit 2, before sm_train.sh's ERR trap could write a reason
     assert (res.status, res.exit_code, res.run_dir) == ('failed', 2, None), res
     assert res.reason == 'the container exited with status 2 and wrote no failure reason'
@@ -356,5 +357,5 @@ def test_a_job_reading_the_registry_is_refused_without_a_server_it_can_reach(sm_
     for nb in ('evaluate', 'monitor'):
         with pytest.raises(ConfigError, match=rf"{nb}.ipynb reads registered models inside the job, but \[sagemaker-local\] of .*settings.ini "
                                               r"has registry_uri 'sqlite:///.recsys/mlflow.db', a store on this machine the job cannot reach"):
-            run_local_job(ROOT/'pipelines'/f'{nb}.ipynb', {'registered_model': 'm'})
+            run_local_job(ROOT/'pipelines'/f'{nb}.ipynb', load_settings('sagemaker-local'), {'registered_model': 'm'})
     assert not (sm_env/'runs').exists()

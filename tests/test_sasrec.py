@@ -51,7 +51,7 @@ def _kernel_says(kc, code, allow_stdin):
 def test_jupyter_kernel_is_interactive_for_a_person_not_for_a_batch_run(monkeypatch):
     "A real ipykernel: a frontend that allows input (JupyterLab, VS Code) is a person; nbclient's allow_stdin=False is not; a run of `recsys run` never is."
     jupyter_client = pytest.importorskip('jupyter_client.manager')
-    from recsys_lib.runner import RUN_DIR_ENV
+    from recsys_lib.core import RUN_DIR_ENV
     monkeypatch.delenv(RUN_DIR_ENV, raising=False)
     km, kc = jupyter_client.start_new_kernel(kernel_name='python3')
     try:
@@ -67,7 +67,7 @@ def test_jupyter_kernel_is_interactive_for_a_person_not_for_a_batch_run(monkeypa
 def test_papermill_run_is_not_interactive(tmp_path, monkeypatch):
     "A plain papermill execution (as SageMaker Notebook Jobs run one), outside `recsys run`: no progress bar."
     pm, nbformat = pytest.importorskip('papermill'), pytest.importorskip('nbformat')
-    from recsys_lib.runner import RUN_DIR_ENV
+    from recsys_lib.core import RUN_DIR_ENV
     monkeypatch.delenv(RUN_DIR_ENV, raising=False)
     nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("from recsys_lib.sasrec import is_interactive; print(is_interactive())")])
     nb.metadata['kernelspec'] = {'name': 'python3', 'display_name': 'Python 3', 'language': 'python'}
@@ -109,7 +109,7 @@ def _script_output(stdout_is_terminal:bool, env:dict)->str:
 def test_default_progress_bar_in_a_terminal_not_in_a_log():
     "progress_bar=None end to end: Lightning's bar (on stdout) in a terminal; nothing of it when stdout goes to a file."
     import os
-    from recsys_lib.runner import RUN_DIR_ENV
+    from recsys_lib.core import RUN_DIR_ENV
     env = {k: v for k, v in os.environ.items() if k != RUN_DIR_ENV}
     in_log, in_terminal = _script_output(False, env), _script_output(True, env)
     assert in_log.strip() == 'fitted'

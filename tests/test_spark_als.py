@@ -12,20 +12,8 @@ import pytest
 
 pytest.importorskip('pyspark')
 
-from recsys_lib.synthetic import SYNTHETIC_PRESETS, make_synthetic
 
 warnings.filterwarnings('ignore', message='PySpark does not yet fully support pandas')
-
-
-@pytest.fixture(scope='module')
-def spark():
-    from recsys_lib.spark.session import spark_session
-    return spark_session()
-
-
-@pytest.fixture(scope='module')
-def tiny():
-    return make_synthetic(**SYNTHETIC_PRESETS['tiny'], seed=0)
 
 
 def test_fit_recommend_save_load(spark, tiny, tmp_path):

@@ -1,6 +1,4 @@
 "recsys_lib.spark.data against the pandas layer: same messages, rows, codes and split parts on the same data."
-import warnings
-
 import numpy as np
 import pandas as pd
 import pytest
@@ -14,13 +12,6 @@ from recsys_lib.synthetic import SYNTHETIC_PRESETS, make_synthetic
 from recsys_lib.spark import data as sd
 
 CANON = ['user_id', 'item_id', 'timestamp', 'weight']
-
-
-@pytest.fixture(scope='module')
-def spark():
-    from recsys_lib.spark.session import spark_session
-    warnings.filterwarnings('ignore', message='PySpark does not yet fully support pandas')
-    return spark_session()
 
 
 def message(f, df, **kw):

@@ -1,7 +1,7 @@
 """The same files through `read_interactions` (pandas) and `read_interactions_spark`: the same ids, id kinds, rows,
 warnings and errors. The id rule is the heart of it: an id column is int64 only when every value round-trips exactly,
 else the whole column is text, byte for byte ('007' and '7' are two users)."""
-import gzip, inspect, logging, warnings
+import gzip, inspect, logging
 
 import numpy as np
 import pandas as pd
@@ -128,13 +128,6 @@ SLOW = {
     'bad unit': ('semi2.csv', "user_id;item_id\n1;2\n", {'timestamp_unit': 'min'}, "timestamp_unit='min'; expected one of s, ms, us, ns"),
     'bad format name': ('semi3.csv', "user_id;item_id\n1;2\n", {'file_format': 'excel'}, "file_format='excel'; supported: parquet"),
 }
-
-
-@pytest.fixture(scope='module')
-def spark():
-    from recsys_lib.spark.session import spark_session
-    warnings.filterwarnings('ignore', message='PySpark does not yet fully support pandas')
-    return spark_session()
 
 
 @pytest.fixture(scope='module')

@@ -19,12 +19,6 @@ EPS = 1e-9
 
 
 @pytest.fixture(scope='module')
-def spark():
-    from recsys_lib.spark.session import spark_session
-    return spark_session()
-
-
-@pytest.fixture(scope='module')
 def data():
     "A leave-last-out split of the tiny synthetic data and the top-10 lists of two models for every test user."
     inter = Interactions.from_df(make_synthetic(**SYNTHETIC_PRESETS['tiny']))
@@ -56,10 +50,10 @@ def same_summary(got, want):
 
 def test_quick_all_metrics_equal(spark, data):
     "The one quick JVM test: every metric of a real model's lists equals the pandas value, Spark DataFrames in."
-    from recsys_lib.spark.metrics import spark_calc_metrics
+    from recsys_lib.spark.metrics import calc_metrics_spark
     train, truth, recos = data
     reco = recos['ItemKNN'].iloc[:-3]                    # one user with a shorter list
-    got = spark_calc_metrics(sdf(spark, reco), sdf(spark, truth), k=[5, 10], train=sdf(spark, train))
+    got = calc_metrics_spark(sdf(spark, reco), sdf(spark, truth), k=[5, 10], train=sdf(spark, train))
     same_summary(got, calc_metrics(reco, truth, k=[5, 10], train=train))
     assert {'ndcg@10', 'map@10', 'coverage@5', 'novelty@10', 'arp@10'} <= set(got.index)
 
@@ -69,18 +63,18 @@ def test_quick_all_metrics_equal(spark, data):
 @pytest.mark.parametrize('users', ['truth', 'common'])
 def test_models_vs_leave_last_out(spark, data, model, users):
     "Both models, both averages, ranks given or derived from scores, users missing from reco, all catalogs."
-    from recsys_lib.spark.metrics import spark_calc_metrics, spark_per_user_metrics
+    from recsys_lib.spark.metrics import calc_metrics_spark, per_user_metrics_spark
     train, truth, recos = data
     reco = recos[model]
     keep = reco['user_id'].isin(np.sort(truth['user_id'].unique())[::3])    # a third of the truth users get no list
     reco = reco[~keep]
     scored = reco.drop(columns='rank')
     ks = [1, 5, 10]
-    same_per_user(spark_per_user_metrics(reco, truth, ks, users=users), per_user_metrics(reco, truth, ks, users=users))
-    same_per_user(spark_per_user_metrics(scored, truth, ks, users=users), per_user_metrics(scored, truth, ks, users=users))
+    same_per_user(per_user_metrics_spark(reco, truth, ks, users=users), per_user_metrics(reco, truth, ks, users=users))
+    same_per_user(per_user_metrics_spark(scored, truth, ks, users=users), per_user_metrics(scored, truth, ks, users=users))
     for kw in ({}, {'train': train}, {'catalog': 500}, {'catalog': np.arange(0, 400, 2)}):
-        same_summary(spark_calc_metrics(reco, truth, ks, users=users, **kw), calc_metrics(reco, truth, ks, users=users, **kw))
-    same_summary(spark_calc_metrics(scored, truth, ks, train=train, users=users),
+        same_summary(calc_metrics_spark(reco, truth, ks, users=users, **kw), calc_metrics(reco, truth, ks, users=users, **kw))
+    same_summary(calc_metrics_spark(scored, truth, ks, train=train, users=users),
                  calc_metrics(scored, truth, ks, train=train, users=users))
 
 
@@ -99,12 +93,12 @@ def _reference_tables(trial, rng):
 @pytest.mark.spark_heavy
 @pytest.mark.parametrize('trial', range(4))
 def test_random_tables(spark, trial):
-    from recsys_lib.spark.metrics import spark_calc_metrics, spark_per_user_metrics
+    from recsys_lib.spark.metrics import calc_metrics_spark, per_user_metrics_spark
     rc, tr = _reference_tables(trial, np.random.default_rng(trial))
     for users in ('truth', 'common'):
-        same_per_user(spark_per_user_metrics(rc, tr, [1, 3, 10], users=users), per_user_metrics(rc, tr, [1, 3, 10], users=users))
-        same_summary(spark_calc_metrics(rc, tr, [1, 3, 10], train=tr, users=users), calc_metrics(rc, tr, [1, 3, 10], train=tr, users=users))
-        same_summary(spark_calc_metrics(rc, tr, [3, 10], users=users), calc_metrics(rc, tr, [3, 10], users=users))
+        same_per_user(per_user_metrics_spark(rc, tr, [1, 3, 10], users=users), per_user_metrics(rc, tr, [1, 3, 10], users=users))
+        same_summary(calc_metrics_spark(rc, tr, [1, 3, 10], train=tr, users=users), calc_metrics(rc, tr, [1, 3, 10], train=tr, users=users))
+        same_summary(calc_metrics_spark(rc, tr, [3, 10], users=users), calc_metrics(rc, tr, [3, 10], users=users))
 
 
 TRUTH = pd.DataFrame({'user_id': [1, 1, 1, 2, 3, 3], 'item_id': ['a', 'b', 'c', 'd', 'e', 'f']})
@@ -116,7 +110,7 @@ TRAIN = pd.DataFrame({'user_id': [10, 11, 12, 13, 10, 11, 10, 11], 'item_id': ['
 @pytest.mark.spark_heavy
 def test_edge_cases(spark):
     "The pandas notebook's edge cases: no hits, no lists, empty reco, duplicate truth rows, ids of other types."
-    from recsys_lib.spark.metrics import spark_calc_metrics, spark_per_user_metrics
+    from recsys_lib.spark.metrics import calc_metrics_spark, per_user_metrics_spark
     cases = [(RECO, TRUTH), (RECO.assign(rank=[1, 2, 5, 6, 1, 2, 3, 1]), pd.concat([TRUTH, TRUTH])),
              (RECO.iloc[:0], TRUTH), (RECO.assign(item_id='zz' + RECO['item_id']), TRUTH),        # no hits at all
              (RECO.astype({'user_id': 'int32'}), TRUTH.astype({'user_id': 'int16'})),
@@ -124,14 +118,14 @@ def test_edge_cases(spark):
              (RECO.assign(rank=RECO['rank'].astype(float)), TRUTH)]
     for reco, truth in cases:
         for users in ('truth', 'common'):
-            same_per_user(spark_per_user_metrics(reco, truth, [1, 3, 5], users=users), per_user_metrics(reco, truth, [1, 3, 5], users=users))
+            same_per_user(per_user_metrics_spark(reco, truth, [1, 3, 5], users=users), per_user_metrics(reco, truth, [1, 3, 5], users=users))
             if users == 'common' and reco is not RECO: continue   # the aggregates of 'common' once: each call is a few Spark jobs
-            got, want = spark_calc_metrics(reco, truth, [1, 3], train=TRAIN, users=users), calc_metrics(reco, truth, [1, 3], train=TRAIN, users=users)
+            got, want = calc_metrics_spark(reco, truth, [1, 3], train=TRAIN, users=users), calc_metrics(reco, truth, [1, 3], train=TRAIN, users=users)
             assert got.index.tolist() == want.index.tolist()
             np.testing.assert_allclose(got.to_numpy(), want.to_numpy(), rtol=0, atol=EPS)   # NaN where pandas has NaN
     for catalog in (None, 10, ['a', 'b', 'c', 'z'], [1, 2]):
-        same_summary(spark_calc_metrics(RECO, TRUTH, 3, catalog=catalog), calc_metrics(RECO, TRUTH, 3, catalog=catalog))
-    cat = spark_calc_metrics(RECO, TRUTH, 3, catalog=sdf(spark, pd.DataFrame({'item_id': ['a', 'b', 'c', 'z', 'a']})))
+        same_summary(calc_metrics_spark(RECO, TRUTH, 3, catalog=catalog), calc_metrics(RECO, TRUTH, 3, catalog=catalog))
+    cat = calc_metrics_spark(RECO, TRUTH, 3, catalog=sdf(spark, pd.DataFrame({'item_id': ['a', 'b', 'c', 'z', 'a']})))
     same_summary(cat, calc_metrics(RECO, TRUTH, 3, catalog=['a', 'b', 'c', 'z']))
 
 
@@ -162,8 +156,8 @@ def test_edge_cases(spark):
 ])
 def test_errors(spark, call, message):
     "Bad input fails like the pandas version: a DataError (a ValueError) naming the column and the value."
-    from recsys_lib.spark.metrics import spark_calc_metrics, spark_per_user_metrics
-    with pytest.raises(DataError, match=None) as e: call(spark_per_user_metrics, spark_calc_metrics)
+    from recsys_lib.spark.metrics import calc_metrics_spark, per_user_metrics_spark
+    with pytest.raises(DataError, match=None) as e: call(per_user_metrics_spark, calc_metrics_spark)
     assert message in str(e.value), str(e.value)
     assert isinstance(e.value, ValueError)
 

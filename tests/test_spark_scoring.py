@@ -13,21 +13,9 @@ from recsys_lib.ease import EASE
 from recsys_lib.inference import batch_recommend, read_recommendations
 from recsys_lib.itemknn import ItemKNN
 from recsys_lib.models import Popularity
-from recsys_lib.synthetic import SYNTHETIC_PRESETS, make_synthetic
 
 pytestmark = [pytest.mark.filterwarnings('ignore:PySpark does not yet fully support pandas'),  # PySpark 4.3 on pandas 3
               pytest.mark.filterwarnings('ignore:The copy keyword is deprecated')]
-
-
-@pytest.fixture(scope='module')
-def spark():
-    from recsys_lib.spark.session import spark_session
-    return spark_session()
-
-
-@pytest.fixture(scope='module')
-def inter():
-    return Interactions.from_df(make_synthetic(**SYNTHETIC_PRESETS['tiny'], seed=0))
 
 
 def rows(df) -> list:
@@ -43,10 +31,10 @@ def same(got: pd.DataFrame, want: pd.DataFrame):
 
 def test_spark_batch_recommend_equals_local_batch_recommend(spark, inter, tmp_path):
     "The quick JVM-path check: EASE, every trained user, the published table and manifest."
-    from recsys_lib.spark.scoring import spark_batch_recommend
+    from recsys_lib.spark.scoring import batch_recommend_spark
     model = EASE(l2=50).fit(inter)
     model.save(tmp_path/'ease')
-    m = spark_batch_recommend(tmp_path/'ease', tmp_path/'spark', k=5, batch_size=64, partitions=2, spark=spark)
+    m = batch_recommend_spark(tmp_path/'ease', tmp_path/'spark', k=5, block_users=64, partitions=2, spark=spark)
     local = batch_recommend(model, tmp_path/'local', k=5, progress=False)
     same(read_recommendations(tmp_path/'spark'), read_recommendations(tmp_path/'local'))
     assert {k: m[k] for k in ('rows', 'users', 'fallback_users', 'k', 'model', 'train_fingerprint')} == \
@@ -66,40 +54,40 @@ def _cold_split(inter):
 @pytest.mark.parametrize('make', [lambda: Popularity(), lambda: ItemKNN(neighbors=20), lambda: EASE(l2=50)],
                          ids=['popularity', 'itemknn', 'ease'])
 def test_spark_recommend_equals_local_recommend(spark, inter, tmp_path, make):
-    from recsys_lib.spark.scoring import spark_recommend
+    from recsys_lib.spark.scoring import recommend_spark
     model = make().fit(_cold_split(inter))
     model.save(tmp_path/'m')
     ids = np.concatenate([inter.user_map.ids.to_numpy(), [10**9, 10**9 + 1]])  # trained, cold, unknown users
     users = spark.createDataFrame(pd.DataFrame({'user_id': ids, 'other': 1}))
-    got = spark_recommend(tmp_path/'m', users, k=7, batch_size=13, partitions=5, spark=spark).toPandas()
+    got = recommend_spark(tmp_path/'m', users, k=7, block_users=13, partitions=5, spark=spark).toPandas()
     same(got, model.recommend(ids, k=7))
     # every trained user (users=None), without masking the seen items
-    got = spark_recommend(tmp_path/'m', k=4, exclude_seen=False, spark=spark).toPandas()
+    got = recommend_spark(tmp_path/'m', k=4, exclude_seen=False, spark=spark).toPandas()
     same(got, model.recommend(model.trained_users, k=4, exclude_seen=False))
     # candidate items, one unknown to the model
     cand = [*inter.item_map.ids[:30].tolist(), 10**9]
     with warnings.catch_warnings():
         warnings.simplefilter('ignore')
         want = model.recommend(ids[:50], k=3, items=cand)
-    same(spark_recommend(tmp_path/'m', ids[:50].tolist(), k=3, items=cand, spark=spark).toPandas(), want)
+    same(recommend_spark(tmp_path/'m', ids[:50].tolist(), k=3, items=cand, spark=spark).toPandas(), want)
 
 
 @pytest.mark.spark_heavy
 def test_string_ids_and_int32_columns(spark, inter, tmp_path):
-    from recsys_lib.spark.scoring import spark_recommend
+    from recsys_lib.spark.scoring import recommend_spark
     df = inter.df.assign(user_id=lambda d: 'u' + d.user_id.astype(str), item_id=lambda d: 'i' + d.item_id.astype(str))
     s = Interactions.from_df(df[['user_id', 'item_id', 'timestamp']])
     model = ItemKNN(neighbors=20).fit(s)
     model.save(tmp_path/'s')
     ids = [*s.user_map.ids[:40].tolist(), 'nobody']
-    got = spark_recommend(tmp_path/'s', spark.createDataFrame(pd.DataFrame({'user_id': ids})), k=5, spark=spark)
+    got = recommend_spark(tmp_path/'s', spark.createDataFrame(pd.DataFrame({'user_id': ids})), k=5, spark=spark)
     assert [f.dataType.simpleString() for f in got.schema] == ['string', 'string', 'float', 'int', 'boolean']
     same(got.toPandas(), model.recommend(ids, k=5))
     # integer ids in an int column are widened to long, as Spark hashes long and int differently
     EASE(l2=50).fit(inter).save(tmp_path/'e')
     users = spark.createDataFrame(pd.DataFrame({'user_id': inter.user_map.ids[:10].astype('int32')}))
     assert users.schema['user_id'].dataType.simpleString() == 'int'
-    assert spark_recommend(tmp_path/'e', users, k=2, spark=spark).count() == 20
+    assert recommend_spark(tmp_path/'e', users, k=2, spark=spark).count() == 20
 
 
 @pytest.mark.spark_heavy
@@ -109,7 +97,7 @@ def test_model_is_loaded_once_per_python_worker(spark, inter, tmp_path):
     key, _ = scoring.model_payload(tmp_path/'m')
     # many small blocks, several partitions, two jobs: each worker process loads the model at most once
     for _ in range(2):
-        assert scoring.spark_recommend(tmp_path/'m', k=3, batch_size=5, partitions=6, spark=spark).count() > 0
+        assert scoring.recommend_spark(tmp_path/'m', k=3, block_users=5, partitions=6, spark=spark).count() > 0
 
     def loads(batches):
         for b in batches: yield pd.DataFrame({'pid': [os.getpid()] * len(b), 'loads': [scoring.model_loads().get(key, 0)] * len(b)})
@@ -122,11 +110,11 @@ def test_model_is_loaded_once_per_python_worker(spark, inter, tmp_path):
 @pytest.mark.spark_heavy
 def test_output_files_are_hash_buckets(spark, inter, tmp_path):
     from pyspark.sql import functions as F
-    from recsys_lib.spark.scoring import spark_batch_recommend, spark_recommend
+    from recsys_lib.spark.scoring import batch_recommend_spark, recommend_spark
     EASE(l2=50).fit(inter).save(tmp_path/'m')
-    df = spark_recommend(tmp_path/'m', k=2, partitions=3, spark=spark)
+    df = recommend_spark(tmp_path/'m', k=2, partitions=3, spark=spark)
     assert df.where(F.spark_partition_id() != F.expr('pmod(hash(user_id), 3)')).count() == 0
-    m = spark_batch_recommend(tmp_path/'m', tmp_path/'out', k=2, partitions=3, spark=spark)
+    m = batch_recommend_spark(tmp_path/'m', tmp_path/'out', k=2, partitions=3, spark=spark)
     for f in m['files']:
         b = int(f[len('part-'):-len('.parquet')])
         part = pd.read_parquet(tmp_path/'out'/f)
@@ -137,24 +125,24 @@ def test_output_files_are_hash_buckets(spark, inter, tmp_path):
 
 @pytest.mark.spark_heavy
 def test_publish_is_atomic_and_reruns_replace(spark, inter, tmp_path):
-    from recsys_lib.spark.scoring import spark_batch_recommend
+    from recsys_lib.spark.scoring import batch_recommend_spark
     model = Popularity().fit(_cold_split(inter))
     model.save(tmp_path/'m')
     users = spark.createDataFrame(pd.DataFrame({'user_id': [*inter.user_map.ids[:50].tolist(), 10**9]}))
-    m = spark_batch_recommend(tmp_path/'m', tmp_path/'out', users, k=3, spark=spark)
+    m = batch_recommend_spark(tmp_path/'m', tmp_path/'out', users, k=3, spark=spark)
     assert (m['users'], m['fallback_users']) == (51, 21)  # 20 cold users and one unknown
     assert m['rows'] == len(read_recommendations(tmp_path/'out')) == 51 * 3
     assert read_recommendations(tmp_path/'out').fallback.sum() == 21 * 3
     before = {f: sha256_file(tmp_path/'out'/f) for f in m['files']}
-    assert spark_batch_recommend(tmp_path/'m', tmp_path/'out', users, k=3, spark=spark)['files'] == before
+    assert batch_recommend_spark(tmp_path/'m', tmp_path/'out', users, k=3, spark=spark)['files'] == before
     # a job that fails in the executors leaves the published output as it was, and no temporary folder
     bad = spark.createDataFrame([(1,), (None,)], 'user_id long')
     with pytest.raises(Exception, match='null user_id'):
-        spark_batch_recommend(tmp_path/'m', tmp_path/'out', bad, k=3, spark=spark)
+        batch_recommend_spark(tmp_path/'m', tmp_path/'out', bad, k=3, spark=spark)
     assert json.loads((tmp_path/'out'/'_manifest.json').read_text())['files'] == before
     assert sorted(os.listdir(tmp_path)) == ['m', 'out']
     # a damaged artifact is refused on the driver, before any job
     (tmp_path/'m'/'config.json').write_text('{}')
     with pytest.raises(Exception, match='does not match its SHA-256'):
-        spark_batch_recommend(tmp_path/'m', tmp_path/'out2', k=3, spark=spark)
+        batch_recommend_spark(tmp_path/'m', tmp_path/'out2', k=3, spark=spark)
     assert not (tmp_path/'out2').exists()

@@ -14,7 +14,7 @@ from recsys_lib.core import write_json
 from recsys_lib.settings import load_settings
 from recsys_lib.data import Interactions
 from recsys_lib.models import ArtifactError, Popularity
-from recsys_lib import tracking as T
+from recsys_lib import registry as R, tracking as T
 
 
 def make_model(seed=0):
@@ -73,13 +73,13 @@ def test_embedded_default_ignores_cwd(proj):
         import mlflow, sys
         sys.path.insert(0, {str(ROOT/'tests')!r})
         from test_tracking import fake_run, make_model
-        from recsys_lib import tracking as T
+        from recsys_lib import registry as R, tracking as T
         d = fake_run(__import__('pathlib').Path('{proj}/runs'), 'r1', model=make_model())
         rid = T.log_run(d)
-        print(T.register_model('m', rid))
+        print(R.register_model('m', rid))
         with T.tracking_context():
             with mlflow.start_run(experiment_id=T.ensure_experiment('fluent')): mlflow.log_text('x', 'a.txt')
-        print(T.load_registered_model('m', alias='challenger').name)
+        print(R.load_registered_model('m', alias='challenger').name)
     """)
     out = subprocess.run([sys.executable, '-c', code], cwd=proj/'nbs', env=env, capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
@@ -97,7 +97,7 @@ def test_mlflow_tracking_uri_wins(proj, settings, tmp_path, monkeypatch):
     cfg = T.tracking_config()
     assert (cfg.tracking_uri, cfg.registry_uri, cfg.origin) == (other, other, 'environment variable MLFLOW_TRACKING_URI')
     rid = T.log_run(fake_run(proj/'runs', 'r1', model=make_model()))
-    assert T.register_model('m', rid) == 1
+    assert R.register_model('m', rid) == 1
     c = MlflowClient(other, other)
     assert c.get_run(rid).data.tags['recsys.status'] == 'succeeded'
     assert c.get_registered_model('m').aliases == {'challenger': 1}
@@ -154,34 +154,34 @@ def test_log_run_that_breaks_half_way_leaves_no_run(proj, store, monkeypatch):
 
 def test_register_alias_load_round_trip(proj, store):
     model = make_model()
-    v1 = T.register_model('pop', T.log_run(fake_run(proj/'runs', 'r1', model=model)))
-    assert v1 == 1 and T.get_challenger('pop') == 1 and T.get_champion('pop') is None
-    assert T.promote('pop') == 1 and T.get_champion('pop') == 1 and T.get_challenger('pop') is None
-    v2 = T.register_model('pop', T.log_run(fake_run(proj/'runs', 'r2', model=make_model(seed=1))))
-    assert (T.get_champion('pop'), T.get_challenger('pop')) == (1, 2)
+    v1 = R.register_model('pop', T.log_run(fake_run(proj/'runs', 'r1', model=model)))
+    assert v1 == 1 and R.get_challenger('pop') == 1 and R.get_champion('pop') is None
+    assert R.promote('pop') == 1 and R.get_champion('pop') == 1 and R.get_challenger('pop') is None
+    v2 = R.register_model('pop', T.log_run(fake_run(proj/'runs', 'r2', model=make_model(seed=1))))
+    assert (R.get_champion('pop'), R.get_challenger('pop')) == (1, 2)
     users = model.user_map_.ids[:20].tolist() + [10_000]                       # one unknown user
     expected = model.recommend(users, k=5)
     for kw in ({}, {'alias': 'champion'}, {'version': 1}):
-        pd.testing.assert_frame_equal(T.load_registered_model('pop', **kw).recommend(users, k=5), expected)
-    assert not T.load_registered_model('pop', alias='challenger').recommend(users, k=5).equals(expected)
-    T.set_version_report('pop', v2, "| metric | champion | challenger |\n|---|---|---|\n| ndcg@10 | 0.25 | 0.24 |\n\n**reject**")
-    assert T.get_version_report('pop', v2).endswith('**reject**')
-    lv = T.list_versions('pop')
+        pd.testing.assert_frame_equal(R.load_registered_model('pop', **kw).recommend(users, k=5), expected)
+    assert not R.load_registered_model('pop', alias='challenger').recommend(users, k=5).equals(expected)
+    R.set_version_report('pop', v2, "| metric | champion | challenger |\n|---|---|---|\n| ndcg@10 | 0.25 | 0.24 |\n\n**reject**")
+    assert R.get_version_report('pop', v2).endswith('**reject**')
+    lv = R.list_versions('pop')
     assert lv[['version', 'aliases', 'status']].values.tolist() == [[2, 'challenger', 'succeeded'], [1, 'champion', 'succeeded']]
     assert {'ndcg_at_10', 'recall_at_10'} <= set(lv.columns) and str(lv.created.dt.tz) == 'UTC'
-    T.set_alias('pop', 'champion', 2)                                         # rollback/roll-forward is moving the pointer
-    assert T.get_version_by_alias('pop', 'champion') == 2
+    R.set_alias('pop', 'champion', 2)                                         # rollback/roll-forward is moving the pointer
+    assert R.get_version_by_alias('pop', 'champion') == 2
 
 
 def test_failed_run_cannot_be_registered(proj, store):
     rid = T.log_run(fake_run(proj/'runs', 'r1', status='failed', model=make_model()))
     c = T.get_client()
     assert c.get_run(rid).info.status == 'FAILED'
-    with pytest.raises(T.RegistrationError, match=r"did not succeed .*pipeline status 'failed'.*no version of 'pop' was created"):
-        T.register_model('pop', rid)
+    with pytest.raises(R.RegistrationError, match=r"did not succeed .*pipeline status 'failed'.*no version of 'pop' was created"):
+        R.register_model('pop', rid)
     assert c.search_registered_models() == []                                # nothing left behind, not even an empty model
     no_model = T.log_run(fake_run(proj/'runs', 'r2'))
-    with pytest.raises(T.RegistrationError, match='holds no model under model/'): T.register_model('pop', no_model)
+    with pytest.raises(R.RegistrationError, match='holds no model under model/'): R.register_model('pop', no_model)
 
 
 def test_fluent_run_registers_only_after_its_record_is_complete(proj, store):
@@ -191,25 +191,25 @@ def test_fluent_run_registers_only_after_its_record_is_complete(proj, store):
         with mlflow.start_run(experiment_id=T.ensure_experiment('20_train')) as run:
             mlflow.log_metric('loss', 0.5, step=1)
             mlflow.log_artifacts(str(d/'model'), 'model')
-    with pytest.raises(T.RegistrationError, match=r"pipeline status None; complete its record with log_run"):
-        T.register_model('pop', run.info.run_id)
+    with pytest.raises(R.RegistrationError, match=r"pipeline status None; complete its record with log_run"):
+        R.register_model('pop', run.info.run_id)
     assert T.log_run(d, run_id=run.info.run_id) == run.info.run_id
-    assert T.register_model('pop', run.info.run_id) == 1
+    assert R.register_model('pop', run.info.run_id) == 1
 
 
 def test_corrupted_or_replaced_artifact_is_refused(proj, store):
     rid = T.log_run(fake_run(proj/'runs', 'r1', model=make_model()))
-    T.register_model('pop', rid)
+    R.register_model('pop', rid)
     stored = Path(T.get_client().get_run(rid).info.artifact_uri.removeprefix('file://'))/'model'
     assert stored.is_relative_to(store.artifact_dir)
     original = (stored/'arrays.npz').read_bytes()
     (stored/'arrays.npz').write_bytes(original[:100])
     with pytest.raises(ArtifactError, match='arrays.npz does not match its SHA-256'):
-        T.load_registered_model('pop', alias='challenger')
+        R.load_registered_model('pop', alias='challenger')
     (stored/'arrays.npz').write_bytes(original)
     make_model(seed=3).save(stored)                                           # a whole, valid, but different model folder
     with pytest.raises(ArtifactError, match='differs from the one registered'):
-        T.load_registered_model('pop', version=1)
+        R.load_registered_model('pop', version=1)
 
 
 def test_bad_input_is_refused_with_clear_errors(proj, empty_db):
@@ -219,8 +219,8 @@ def test_bad_input_is_refused_with_clear_errors(proj, empty_db):
     with pytest.raises(T.DataError, match="has status 'running'"): T.log_run(d)
     assert not (proj/'.recsys').exists()                                      # refused before touching the store
     (proj/'.recsys').mkdir(); shutil.copy(empty_db, proj/'.recsys'/'mlflow.db')
-    with pytest.raises(T.TrackingError, match="no registered model named 'nobody'"): T.get_champion('nobody')
-    with pytest.raises(T.TrackingError, match="Run with id=abc not found"): T.register_model('pop', 'abc')
+    with pytest.raises(T.TrackingError, match="no registered model named 'nobody'"): R.get_champion('nobody')
+    with pytest.raises(T.TrackingError, match="Run with id=abc not found"): R.register_model('pop', 'abc')
 
 
 def _module_imports(path:Path, top_level_only:bool):
@@ -234,11 +234,12 @@ def _module_imports(path:Path, top_level_only:bool):
 
 
 def test_only_tracking_imports_mlflow():
-    "No other module imports mlflow, nor recsys_lib.tracking at import time (inside a function is fine)."
+    "No other module imports mlflow, nor recsys_lib.tracking or recsys_lib.registry at import time (inside a function is fine)."
     for py in sorted((ROOT/'recsys_lib').glob('*.py')):
-        if py.name == 'tracking.py': continue
+        if py.name in ('tracking.py', 'registry.py'): continue
         assert not [m for m in _module_imports(py, False) if m.split('.')[0] == 'mlflow'], f"{py.name} imports mlflow"
-        assert 'recsys_lib.tracking' not in _module_imports(py, True), f"{py.name} imports recsys_lib.tracking at import time"
+        for mod in ('recsys_lib.tracking', 'recsys_lib.registry'):
+            assert mod not in _module_imports(py, True), f"{py.name} imports {mod} at import time"
 
 
 @pytest.mark.slow
@@ -249,8 +250,8 @@ def test_tracking_server_works_unchanged(proj, settings, tmp_path, monkeypatch):
         model = make_model()
         rid = T.log_run(fake_run(proj/'runs', 'r1', model=model))
         assert T.get_client().get_run(rid).info.artifact_uri.startswith('mlflow-artifacts:')
-        assert T.register_model('pop', rid) == 1 and T.promote('pop') == 1
+        assert R.register_model('pop', rid) == 1 and R.promote('pop') == 1
         users = model.user_map_.ids[:10].tolist()
-        pd.testing.assert_frame_equal(T.load_registered_model('pop').recommend(users, k=5), model.recommend(users, k=5))
-        assert T.list_versions('pop').aliases.tolist() == ['champion']
+        pd.testing.assert_frame_equal(R.load_registered_model('pop').recommend(users, k=5), model.recommend(users, k=5))
+        assert R.list_versions('pop').aliases.tolist() == ['champion']
         assert not settings.artifact_dir.exists() and any((tmp_path/'server-art').rglob('arrays.npz'))

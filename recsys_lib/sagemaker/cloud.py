@@ -7,30 +7,29 @@ Docs: https://recsys-lib.github.io/recsys_lib/sagemaker_cloud.html.md"""
 
 # %% ../../nbs/11b_sagemaker_cloud.ipynb #87e9ee57
 from __future__ import annotations
-import contextlib, json, logging, os, re, secrets, shutil, subprocess, sys, tempfile, time, zipfile
+import contextlib, json, logging, os, re, secrets, shutil, sys, tempfile, time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
 from ..core import ConfigError, RecsysError
-from ..settings import Settings, load_settings
-from ..params import ParamError, check_params, notebook_params, secret_env_var
-from .local import CHANNEL_NAME, RESERVED_CHANNELS, JobResult, check_registry_reach, collect_job, encode_hyperparameters, job_settings, stage_path_params
+from ..settings import Settings
+from ..params import ParamError, check_params, notebook_params
+from ..runs import track_run
+from .jobcode import (JOB_SCRIPT, PROCESSING, PROCESSING_ENTRYPOINT, RESERVED_CHANNELS, build_wheel, check_channel_name,
+                                          check_environment_file, require_sdk, stage_code, stage_registered_model, write_job_files)
+from .local import JobResult, check_registry_reach, collect_job, encode_hyperparameters, job_notebook, stage_path_params
 
 log = logging.getLogger(__name__)
 
 # %% auto #0
-__all__ = ['log', 'TELEMETRY_OPT_OUT', 'IAM_HELP', 'JOB_NAME', 'PROCESSING_NOTEBOOKS', 'JOB_EXTRAS', 'JOB_SCRIPT', 'CONSTRAINTS',
-           'IMAGE_FRAMEWORK', 'LOCAL_STORAGE_FAMILIES', 'PROCESSING', 'PROCESSING_INSTANCE_COUNT',
-           'PROCESSING_ENTRYPOINT', 'TERMINAL', 'prepare_sdk', 'AwsClients', 'AwsError', 'aws_errors', 'role_errors',
-           's3_split', 'base_job_name', 'unique_job_base', 'check_job_name', 'job_kind', 'project_root', 'build_wheel',
-           'wheel_requirements', 'job_constraints', 'job_script', 'write_job_files', 'stage_code', 'job_inputs',
-           'check_environment_file', 'stage_registered_model', 'has_local_storage', 'volume_kms_key', 'job_image',
-           'aws_image', 'sdk_session', 'model_trainer', 'training_inputs', 'processing_request', 'SubmittedJob',
-           'StagedJob', 'stage_job', 'create_job', 'submit_job', 'describe_job', 'job_status', 'stop_job', 'LogTail',
-           'wait_for_job', 'fetch_outputs', 'failure_reason', 'job_channels', 'finish_job', 'run_sagemaker_job',
-           'attach_job', 'image_context', 'cli_image_context', 'cli_run_sagemaker', 'cli_attach',
-           'add_sagemaker_subcommands']
+__all__ = ['log', 'TELEMETRY_OPT_OUT', 'IAM_HELP', 'JOB_NAME', 'PROCESSING_NOTEBOOKS', 'LOCAL_STORAGE_FAMILIES',
+           'PROCESSING_INSTANCE_COUNT', 'TERMINAL', 'prepare_sdk', 'quiet_sdk', 'AwsClients', 'AwsError', 'aws_errors',
+           'role_errors', 's3_split', 'base_job_name', 'unique_job_base', 'check_job_name', 'job_kind', 'job_inputs',
+           'has_local_storage', 'volume_kms_key', 'job_image', 'aws_image', 'sdk_session', 'model_trainer',
+           'training_inputs', 'processing_request', 'SubmittedJob', 'StagedJob', 'stage_job', 'create_job',
+           'submit_job', 'describe_job', 'job_status', 'stop_job', 'LogTail', 'wait_for_job', 'fetch_outputs',
+           'failure_reason', 'job_channels', 'finish_job', 'run_sagemaker_job', 'attach_job', 'image_context']
 
 # %% ../../nbs/11b_sagemaker_cloud.ipynb #940f0b15
 TELEMETRY_OPT_OUT = "SchemaVersion: '1.0'\nSageMaker:\n  PythonSDK:\n    Modules:\n      TelemetryOptOut: true\n"
@@ -50,7 +49,7 @@ def prepare_sdk(region:str, # the profile's region, used when the environment na
         out['SAGEMAKER_USER_CONFIG_OVERRIDE'] = str(path)
     if not (env.get('AWS_DEFAULT_REGION') or env.get('AWS_REGION')): out['AWS_DEFAULT_REGION'] = region
     env.update(out)
-    _quiet_sdk()
+    quiet_sdk()
     return out
 
 class _ExpectedSdkNotices(logging.Filter):
@@ -59,7 +58,7 @@ class _ExpectedSdkNotices(logging.Filter):
                "Popping out 'TrainingJobName'") # a scheduled pipeline names its own jobs
     def filter(self, record): return not any(n in record.getMessage() for n in self.NOTICES)
 
-def _quiet_sdk():
+def quiet_sdk():
     "The SDK's INFO chatter off (recsys_lib prints its own status lines), its warnings kept."
     import warnings
     for name in ('sagemaker', 'sagemaker.core', 'sagemaker.config', 'sagemaker.train', 'sagemaker.mlops'):
@@ -83,7 +82,7 @@ class AwsClients:
     @classmethod
     def connect(cls, settings:Settings, max_attempts:int=8)->AwsClients: # max_attempts: tries of one call, the first included
         "Clients in the profile's region, with bounded retries and backoff on throttling and transient errors."
-        _require_sdk()
+        require_sdk()
         prepare_sdk(settings.region)
         import boto3
         from botocore.config import Config
@@ -95,11 +94,6 @@ class AwsClients:
 # %% ../../nbs/11b_sagemaker_cloud.ipynb #92ce04d9
 class AwsError(RecsysError):
     "An AWS call failed: no credentials, access denied, a call still throttled after its retries."
-
-def _require_sdk():
-    try: import boto3, sagemaker.core # noqa: F401
-    except ImportError as e:
-        raise ConfigError(f"the SageMaker backend needs the aws extra ({e.name} is missing): pip install 'recsys_lib[aws]'") from None
 
 @contextlib.contextmanager
 def aws_errors(what:str):
@@ -166,98 +160,8 @@ def job_kind(notebook:Path|str, kind:str|None=None)->str:
     if kind not in ('training', 'processing'): raise ConfigError(f"job kind {kind!r}; expected 'training' or 'processing'")
     return kind
 
-# %% ../../nbs/11b_sagemaker_cloud.ipynb #7f4d598d
-def project_root()->Path|None:
-    "The source checkout recsys_lib is imported from (a folder with pyproject.toml); None for an installed wheel."
-    import recsys_lib
-    root = Path(recsys_lib.__file__).resolve().parents[1]
-    return root if (root/'pyproject.toml').is_file() and (root/'recsys_lib').is_dir() else None
-
-def build_wheel(dest:Path|str, # folder the wheel is written to
-                source:Path|str|None=None, # the project; default the checkout recsys_lib is imported from
-               )->Path:
-    "Build a wheel of recsys_lib (no dependencies) into `dest`."
-    source = Path(source) if source else project_root()
-    if source is None:
-        raise ConfigError("recsys_lib is installed from a wheel, not a source checkout: pass the wheel to submit "
-                          "(--wheel PATH or RECSYS_WHEEL)")
-    dest = Path(dest); dest.mkdir(parents=True, exist_ok=True)
-    r = subprocess.run([sys.executable, '-m', 'pip', 'wheel', '--no-deps', '--no-build-isolation', '--quiet', '-w', str(dest), str(source)],
-                       capture_output=True, text=True)
-    wheels = sorted(dest.glob('recsys_lib-*.whl'), key=lambda p: p.stat().st_mtime)
-    if r.returncode or not wheels: raise RecsysError(f"building the recsys_lib wheel from {source} failed: {(r.stderr or r.stdout).strip()[-500:]}")
-    return wheels[-1]
-
-JOB_EXTRAS = ('train', 'pipelines', 'tracking') # what the pipeline notebooks import: models, papermill, MLflow (the registry)
-JOB_SCRIPT, CONSTRAINTS = 'job.sh', 'constraints.txt'
-IMAGE_FRAMEWORK = re.compile(r"torch|nvidia-.+|triton") # the image's own build of these is kept: framework_version chooses it
-
-def wheel_requirements(wheel:Path|str)->list:
-    "The `Requires-Dist` lines of `wheel`'s metadata."
-    with zipfile.ZipFile(wheel) as z:
-        meta = next((n for n in z.namelist() if n.count('/') == 1 and n.endswith('.dist-info/METADATA')), None)
-        if meta is None: raise ConfigError(f"{wheel} has no .dist-info/METADATA; expected a wheel built by pip")
-        text = z.read(meta).decode()
-    return [l.split(':', 1)[1].strip() for l in text.splitlines() if l.startswith('Requires-Dist:')]
-
-def job_constraints(wheel:Path|str, extras:tuple=JOB_EXTRAS)->str:
-    "`constraints.txt` for a job: each package `wheel[extras]` needs, pinned to the version installed in this environment."
-    from importlib import metadata
-    from packaging.requirements import Requirement
-    from packaging.utils import canonicalize_name
-    pending = [(Requirement(r), set(extras)) for r in wheel_requirements(wheel)]
-    pins, seen, unpinned, left = {}, set(), set(), set()
-    while pending:
-        req, parent_extras = pending.pop()
-        if req.marker and not any(req.marker.evaluate({'extra': e}) for e in parent_extras or {''}): continue
-        name = canonicalize_name(req.name)
-        if (name, frozenset(req.extras)) in seen: continue
-        seen.add((name, frozenset(req.extras)))
-        try: dist = metadata.distribution(req.name)
-        except metadata.PackageNotFoundError: unpinned.add(name); continue
-        if IMAGE_FRAMEWORK.fullmatch(name) or '+' in dist.version: left.add(name)
-        else: pins[name] = dist.version
-        pending += [(Requirement(r), set(req.extras)) for r in dist.requires or []]
-    if unpinned: log.warning("%s: not installed here, so the job installs the newest release of: %s", CONSTRAINTS, ', '.join(sorted(unpinned)))
-    head = [f"# pip constraints for {Path(wheel).name}[{','.join(extras)}], from the environment it was staged from",
-            f"# (Python {sys.version.split()[0]}, {sys.platform}). Left to the image: {', '.join(sorted(left)) or 'nothing'}."]
-    if unpinned: head.append(f"# Not installed where staged, so unpinned: {', '.join(sorted(unpinned))}.")
-    return '\n'.join(head + [f"{n}=={v}" for n, v in sorted(pins.items())]) + '\n'
-
-def job_script(wheel:str)->str:
-    "`job.sh`: install the job's packages, then run the entrypoint (`bash job.sh training|processing`), or only install (`install`)."
-    pip = "python -m pip install --quiet --no-cache-dir --disable-pip-version-check"
-    return f"""#!/bin/bash
-# Written by recsys_lib: what a SageMaker job runs in its code folder, and what the image Dockerfile runs.
-#   bash job.sh training|processing   install the job's packages, then run the notebook its hyperparameters name
-#   bash job.sh install               install only (bakes the packages into an image)
-set -euo pipefail
-cd "$(dirname "$0")"
-{pip} -c {CONSTRAINTS} './{wheel}[{','.join(JOB_EXTRAS)}]'
-# this very wheel, even over an installed recsys_lib of the same version number (an image with an older build baked in)
-{pip} --no-deps --force-reinstall './{wheel}'
-if [ "${{1:-}}" = install ]; then exit 0; fi
-exec python -m recsys_lib.sagemaker.entrypoint --mode "$1"
-"""
-
-def write_job_files(dest:Path, wheel:Path|str):
-    "`constraints.txt` and `job.sh` for `wheel` in `dest`: what a job's code folder and an image's build context share."
-    (dest/CONSTRAINTS).write_text(job_constraints(wheel))
-    (dest/JOB_SCRIPT).write_text(job_script(Path(wheel).name))
-
-def stage_code(notebook:Path|str, settings:Settings, wheel:Path|str, dest:Path|str)->Path:
-    "The job's code folder: the notebook, the settings file, the wheel, `constraints.txt` and `job.sh`."
-    dest = Path(dest); dest.mkdir(parents=True, exist_ok=True)
-    for src in (notebook, settings.source, wheel): shutil.copy2(src, dest/Path(src).name)
-    if settings.source.name != 'settings.ini': shutil.copy2(settings.source, dest/'settings.ini')
-    write_job_files(dest, wheel)
-    return dest
-
 # %% ../../nbs/11b_sagemaker_cloud.ipynb #749479e6
-_HP_NAME = re.compile(r"[A-Za-z0-9_-]{1,256}")
-
-def job_inputs(notebook:Path|str, params:dict, channels:dict, settings:Settings, staging:Path, kind:str,
-               profile:str|None=None)->tuple: # (hyperparameters, channels)
+def job_inputs(notebook:Path|str, params:dict, channels:dict, settings:Settings, staging:Path, kind:str)->tuple: # (hyperparameters, channels)
     "Checked hyperparameters and channels of a job; raises before anything is uploaded."
     params = {k: os.fspath(v) if isinstance(v, os.PathLike) else v for k, v in params.items()}   # a path given as a Path
     declared = notebook_params(notebook, settings.secret_params)
@@ -267,44 +171,16 @@ def job_inputs(notebook:Path|str, params:dict, channels:dict, settings:Settings,
     check_params(notebook, params, declared, environ={})
     channels = dict(channels)
     for c, src in channels.items():
-        if not CHANNEL_NAME.fullmatch(c) or c in RESERVED_CHANNELS:
-            raise ConfigError(f"channel name {c!r}; expected 1-64 letters, digits and '_' (the job reads it as $SM_CHANNEL_{c.upper()}, "
-                              f"a shell variable), not {', '.join(RESERVED_CHANNELS)}")
+        check_channel_name(c)
         if not str(src).startswith('s3://') and not Path(src).exists(): raise ConfigError(f"channel {c!r}: {src} does not exist")
     params, channels, _ = stage_path_params(params, channels)
     if kind == 'processing' and 'model_path' in declared and not params.get('model_path') and 'model' not in channels:
-        channels['model'] = stage_registered_model(params, declared, staging/'model', profile)
+        channels['model'] = stage_registered_model(params, declared, staging/'model', settings)
         params['model_path'] = '$SM_CHANNEL_MODEL'
-    check_registry_reach(notebook, params, settings.profile)
+    check_registry_reach(notebook, params, settings)
     hps = {'recsys_notebook': Path(notebook).name, 'recsys_registry_profile': settings.profile, **encode_hyperparameters(params)}
     if len(hps) > 100: raise ParamError(f"{len(hps)} hyperparameters with recsys_notebook and recsys_registry_profile; SageMaker allows 100")
     return hps, channels
-
-def check_environment_file(hps:dict, channels, kind:str)->None:
-    """`ConfigError`/`ParamError` for what the SDK's environment file cannot hold: it writes `export SM_CHANNEL_<NAME>='...'`
-    and `export SM_HP_<NAME>='...'` lines that its `sm_train.sh` sources under `set -e`."""
-    seen = {}
-    for c in sorted(channels):
-        if not CHANNEL_NAME.fullmatch(c):
-            raise ConfigError(f"channel name {c!r}; expected 1-64 letters, digits and '_' (the job reads it as $SM_CHANNEL_{c.upper()}, a shell variable)")
-        if c.upper() in seen:
-            raise ConfigError(f"channel names {seen[c.upper()]!r} and {c!r} are the same to the job (both $SM_CHANNEL_{c.upper()}); rename one")
-        seen[c.upper()] = c
-    for k, v in hps.items():
-        if not _HP_NAME.fullmatch(k): raise ParamError(f"hyperparameter name {k!r}; expected letters, digits, '_' and '-' (the job gets it as $SM_HP_<NAME>)")
-        if kind == 'training' and "'" in v:
-            raise ParamError(f"hyperparameter {k!r} contains a single quote, which the SageMaker SDK's environment file cannot hold "
-                             "(the job would die before the notebook starts); remove it, or pass the text in a file through a channel")
-
-def stage_registered_model(params:dict, declared:dict, dest:Path, profile=None)->Path:
-    "Save the registered model version a batch job scores with (`registered_model`, `alias`) into `dest`."
-    from recsys_lib.tracking import load_registered_model
-    default = lambda k: declared[k].default if k in declared else None
-    name, alias = params.get('registered_model') or default('registered_model'), params.get('alias') or default('alias')
-    if not name: raise ParamError("the job needs a model: pass model_path or registered_model")
-    load_registered_model(name, alias=alias, profile=profile).save(dest)
-    log.info("staged %r (alias %s) as the model channel", name, alias)
-    return dest
 
 # %% ../../nbs/11b_sagemaker_cloud.ipynb #2a188566
 def _tags(settings:Settings)->list:
@@ -343,13 +219,14 @@ def aws_image(settings:Settings)->str:
         raise ConfigError(f"[{settings.profile}] framework_version={settings.framework_version!r}, py_version={settings.py_version!r}: {e}; "
                           "set image_uri or a version AWS publishes") from None
 
+# %% ../../nbs/11b_sagemaker_cloud.ipynb #85a171cc
 def sdk_session(settings:Settings, clients:AwsClients, pipeline:bool=False):
     "A SageMaker SDK session on `clients` whose default bucket and prefix are the profile's `s3_prefix`."
     prepare_sdk(settings.region)
     bucket, prefix = s3_split(settings.s3_prefix)
     if pipeline: from sagemaker.core.workflow.pipeline_context import PipelineSession as Session
     else: from sagemaker.core.helper.session_helper import Session
-    _quiet_sdk() # again: importing the SDK sets some of its loggers to INFO
+    quiet_sdk() # again: importing the SDK sets some of its loggers to INFO
     return Session(boto_session=clients.session, sagemaker_client=clients.sagemaker, default_bucket=bucket,
                    default_bucket_prefix=prefix or None)
 
@@ -384,9 +261,7 @@ def training_inputs(channels:dict)->list:
     return [InputData(channel_name=c, data_source=str(src)) for c, src in channels.items()]
 
 # %% ../../nbs/11b_sagemaker_cloud.ipynb #6c73aa62
-PROCESSING = '/opt/ml/processing'
 PROCESSING_INSTANCE_COUNT = 1 # each instance would run the whole notebook again
-PROCESSING_ENTRYPOINT = ['bash', f'{PROCESSING}/input/code/{JOB_SCRIPT}', 'processing'] # job.sh in the code channel
 
 def _output_uri(settings:Settings, name:str, session, output:str)->object:
     "Where a processing job's `output` goes: `jobs/<name>/output/<output>`, under the execution id when a scheduled pipeline runs it."
@@ -426,9 +301,8 @@ class SubmittedJob:
     notebook: str
     submitted_at: str = field(default_factory=lambda: datetime.now(timezone.utc).isoformat(timespec='seconds'))
 
-    @property
-    def console_url(self)->str:
-        region = load_settings(self.profile).region
+    def console_url(self, region:str)->str:
+        "The job's page in the SageMaker console of `region`."
         page = 'jobs' if self.kind == 'training' else 'processing-jobs'
         return f"https://{region}.console.aws.amazon.com/sagemaker/home?region={region}#/{page}/{self.name}"
 
@@ -444,13 +318,14 @@ class StagedJob:
     wheel: str # the wheel's file name
     config: Path # hyperparameters.json, for a processing job
 
-def stage_job(notebook:Path|str, params:dict|None, profile:str, channels:dict|None, kind:str|None,
+# %% ../../nbs/11b_sagemaker_cloud.ipynb #d00cfb83
+def stage_job(notebook:Path|str, params:dict|None, settings:Settings, channels:dict|None, kind:str|None,
               wheel:Path|str|None, timeout:float|None, dest:Path)->StagedJob:
     "Check everything about a job and lay out what it uploads in `dest`; nothing touches AWS."
-    settings, notebook = job_settings(profile, 'sagemaker', notebook, 'a SageMaker job')
+    notebook = job_notebook(settings, 'sagemaker', notebook, 'a SageMaker job')
     kind = job_kind(notebook, kind)
     s3_split(settings.s3_prefix)
-    hps, channels = job_inputs(notebook, dict(params or {}), dict(channels or {}), settings, dest, kind, profile)
+    hps, channels = job_inputs(notebook, dict(params or {}), dict(channels or {}), settings, dest, kind)
     if timeout: hps['recsys_timeout'] = str(timeout)
     check_environment_file(hps, channels, kind)
     wheel = Path(wheel or os.environ.get('RECSYS_WHEEL') or build_wheel(dest/'dist'))
@@ -471,9 +346,10 @@ def create_job(job:StagedJob, session, name:str|None=None):
     args = proc.run(inputs=inputs, outputs=outputs, wait=False, logs=False, job_name=name)
     return args if args is not None else name
 
+# %% ../../nbs/11b_sagemaker_cloud.ipynb #532c10a9
 def submit_job(notebook:Path|str, # the pipeline notebook
+               settings:Settings, # a profile with backend sagemaker
                params:dict|None=None, # its parameters (checked against its contract, sent as strings)
-               profile:str='sagemaker', # a profile with backend sagemaker
                channels:dict|None=None, # channel name -> local file/folder or s3:// URI
                kind:str|None=None, # 'training' or 'processing'; default by notebook (`job_kind`)
                clients:AwsClients|None=None, # default `AwsClients.connect(settings)`
@@ -482,11 +358,11 @@ def submit_job(notebook:Path|str, # the pipeline notebook
               )->SubmittedJob:
     "Check, stage and create a SageMaker job that runs `notebook` through the container entrypoint."
     with tempfile.TemporaryDirectory(prefix='recsys-submit-') as tmp:
-        staged = stage_job(notebook, params, profile, channels, kind, wheel, timeout, Path(tmp))
+        staged = stage_job(notebook, params, settings, channels, kind, wheel, timeout, Path(tmp))
         clients = clients or AwsClients.connect(staged.settings)
         name = create_job(staged, sdk_session(staged.settings, clients))
     log.info("submitted %s job %s", staged.kind, name)
-    return SubmittedJob(name, staged.kind, profile, staged.notebook.name)
+    return SubmittedJob(name, staged.kind, settings.profile, staged.notebook.name)
 
 # %% ../../nbs/11b_sagemaker_cloud.ipynb #2b0e626b
 def _mock_clients(region:str)->AwsClients:
@@ -534,6 +410,7 @@ class LogTail:
             lines += [f"[{host}] {e['message'].rstrip()}" for e in r['events']]
         return lines
 
+# %% ../../nbs/11b_sagemaker_cloud.ipynb #ad36e87f
 def wait_for_job(job:SubmittedJob, clients:AwsClients,
                  poll_s:float=15, # seconds between polls
                  timeout_s:float|None=None, # stop the job if it is still running after this long
@@ -593,6 +470,7 @@ def fetch_outputs(job:SubmittedJob, desc:dict, clients:AwsClients, dest:Path)->t
     outputs = {o['OutputName']: o['S3Output']['S3Uri'] for o in (desc.get('ProcessingOutputConfig') or {}).get('Outputs', [])}
     return tuple(_download_prefix(clients, outputs[n], dest/n) if n in outputs else None for n in ('data', 'model'))
 
+# %% ../../nbs/11b_sagemaker_cloud.ipynb #bd2faecf
 def failure_reason(desc:dict)->str|None:
     "Why a job did not complete, in one line; None for a completed job."
     status = job_status(desc)
@@ -611,12 +489,11 @@ def job_channels(desc:dict)->dict:
     else: pairs = [(i['InputName'], (i.get('S3Input') or {}).get('S3Uri')) for i in desc.get('ProcessingInputs') or []]
     return {n: u for n, u in pairs if u and n not in RESERVED_CHANNELS}
 
-def finish_job(job:SubmittedJob, desc:dict, clients:AwsClients,
+def finish_job(job:SubmittedJob, desc:dict, clients:AwsClients, settings:Settings,
                run_root:Path|str|None=None, # where the run folder goes; default the profile's runs_dir
                track:bool=True, # log to MLflow and register the model (only a succeeded run registers)
               )->JobResult:
     "Download and collect a finished job into a run folder like a local run's; log and register it."
-    settings = load_settings(job.profile)
     status = job_status(desc)
     if status not in TERMINAL: raise RecsysError(f"job {job.name} is {status}; wait for it to end first")
     reason = failure_reason(desc)
@@ -628,46 +505,44 @@ def finish_job(job:SubmittedJob, desc:dict, clients:AwsClients,
                           status={'Failed': 'failed', 'Stopped': 'stopped'}.get(status), channels=job_channels(desc))
     if res.ok is False and reason and not res.reason: res.reason = reason
     if track and res.run_dir is not None:   # the job ran and was paid for: a store failure now is recorded with the run, not raised
-        from recsys_lib.runner import track_run
-        res.tracked, res.tracking_error = track_run(res.run_dir, job.profile)
+        res.tracked, res.tracking_error = track_run(res.run_dir, settings)
     return res
 
 # %% ../../nbs/11b_sagemaker_cloud.ipynb #73a87bf6
-def run_sagemaker_job(notebook:Path|str, params:dict|None=None, profile:str='sagemaker', channels:dict|None=None,
+def run_sagemaker_job(notebook:Path|str, settings:Settings, params:dict|None=None, channels:dict|None=None,
                       kind:str|None=None, wait:bool=True, track:bool=True, poll_s:float=15, logs:bool=True,
                       clients:AwsClients|None=None, wheel:Path|str|None=None, timeout:float|None=None,
                       run_root:Path|str|None=None)->JobResult|SubmittedJob:
     "Run `notebook` as a SageMaker job; with `wait=False` return once it is created."
     if track:   # a damaged, lost or read-only store is refused before anything is uploaded, not found after a paid job
         from recsys_lib.tracking import check_store
-        check_store(profile)
-    clients = clients or AwsClients.connect(load_settings(profile))
-    job = submit_job(notebook, params, profile, channels, kind, clients, wheel, timeout)
-    print(f"submitted {job.kind} job {job.name}\n{job.console_url}", file=sys.stderr, flush=True)
+        check_store(settings)
+    clients = clients or AwsClients.connect(settings)
+    job = submit_job(notebook, settings, params, channels, kind, clients, wheel, timeout)
+    print(f"submitted {job.kind} job {job.name}\n{job.console_url(settings.region)}", file=sys.stderr, flush=True)
     if not wait: return job
-    return attach_job(job, profile, clients=clients, poll_s=poll_s, logs=logs, track=track, run_root=run_root)
+    return attach_job(job, settings, clients=clients, poll_s=poll_s, logs=logs, track=track, run_root=run_root)
 
 def attach_job(job:SubmittedJob|str, # a submitted job, or a job name
-               profile:str='sagemaker', kind:str|None=None, # 'training' or 'processing'; default: whichever exists
+               settings:Settings, kind:str|None=None, # 'training' or 'processing'; default: whichever exists
                clients:AwsClients|None=None, poll_s:float=15, logs:bool=True, track:bool=True,
                run_root:Path|str|None=None, timeout_s:float|None=None)->JobResult:
     "Wait for a SageMaker job to end and collect it into a run folder."
-    settings = load_settings(profile)
     clients = clients or AwsClients.connect(settings)
-    if isinstance(job, str): job = _find_job(check_job_name(job), profile, kind, clients)
+    if isinstance(job, str): job = _find_job(check_job_name(job), settings, kind, clients)
     timeout_s = timeout_s if timeout_s is not None else settings.max_runtime_s * (2 if settings.use_spot else 1) + 3600
     desc = wait_for_job(job, clients, poll_s=poll_s, timeout_s=timeout_s, logs=logs)
-    return finish_job(job, desc, clients, run_root, track)
+    return finish_job(job, desc, clients, settings, run_root, track)
 
-def _find_job(name:str, profile:str, kind:str|None, clients:AwsClients)->SubmittedJob:
+def _find_job(name:str, settings:Settings, kind:str|None, clients:AwsClients)->SubmittedJob:
     for k in ([kind] if kind else ['training', 'processing']):
-        try: desc = describe_job(SubmittedJob(name, k, profile, ''), clients)
+        try: desc = describe_job(SubmittedJob(name, k, settings.profile, ''), clients)
         except Exception as e:
             if 'ValidationException' in type(e).__name__ + str(e) or 'ResourceNotFound' in type(e).__name__ + str(e): continue
             raise
         hps = desc.get('HyperParameters') or {}
-        return SubmittedJob(name, k, profile, hps.get('recsys_notebook', ''))
-    raise ConfigError(f"no SageMaker {kind or 'training or processing'} job named {name!r} in {load_settings(profile).region}")
+        return SubmittedJob(name, k, settings.profile, hps.get('recsys_notebook', ''))
+    raise ConfigError(f"no SageMaker {kind or 'training or processing'} job named {name!r} in {settings.region}")
 
 # %% ../../nbs/11b_sagemaker_cloud.ipynb #bea842d0
 def image_context(dest:Path|str, # an empty or new folder
@@ -685,67 +560,3 @@ def image_context(dest:Path|str, # an empty or new folder
     write_job_files(dest, wheel)
     (dest/'Dockerfile').write_bytes((files('recsys_lib.sagemaker')/'Dockerfile').read_bytes())
     return dest
-
-def cli_image_context(args)->int:
-    "`recsys image-context DIR`"
-    dest = image_context(args.dest, args.wheel)
-    base = aws_image(load_settings(args.profile or 'sagemaker'))
-    print(f"build context in {dest}; build and push it, then set image_uri in the profile:\n"
-          f"docker build -t recsys-job --build-arg BASE_IMAGE={base} {dest}")
-    return 0
-
-# %% ../../nbs/11b_sagemaker_cloud.ipynb #0fc8a27c
-def _report(res:JobResult, command:str='run', profile:str='sagemaker')->int:
-    from recsys_lib.runner import _kv, untracked_line
-    if not res.ok:
-        if res.tracking_error: log.warning("job %s was not logged to MLflow: %s", res.job_name, res.tracking_error)
-        where = f"; executed notebook: {res.notebook}" if res.run_dir and res.notebook.is_file() else ''
-        print(f"recsys {command}: job {res.job_name} {res.status}: {res.reason}{where}", file=sys.stderr)
-        return 1
-    if res.tracking_error:   # the job ran and was paid for: not exit 2 (refused), and not 0, as nothing downstream can see it
-        print(untracked_line(command, res.tracking_error, res.run_dir, profile, f"job {res.job_name}"), file=sys.stderr)
-        return 1
-    print(f"job {res.job_name} succeeded{': ' + _kv(res.metrics) if res.metrics else ''}\n{res.run_dir}")
-    if 'version' in res.tracked: print(f"registered {res.tracked['registered_model']!r} version {res.tracked['version']} (alias challenger)")
-    return 0
-
-def cli_run_sagemaker(args, values:dict)->int:
-    "`recsys run NOTEBOOK --profile P` where P's backend is sagemaker."
-    try:
-        with aws_errors('recsys run'):
-            res = run_sagemaker_job(args.notebook, values, args.profile or 'sagemaker', dict(args.channel or []), args.job_kind,
-                                    wait=not args.no_wait, track=not args.no_track, wheel=args.wheel, timeout=args.timeout,
-                                    run_root=args.run_root)
-    except KeyboardInterrupt: print("recsys run: interrupted; the job was asked to stop", file=sys.stderr); raise SystemExit(130)
-    if isinstance(res, SubmittedJob):
-        print(f"job {res.name} is running; collect it with: recsys attach {res.name} --profile {res.profile}"); return 0
-    code = _report(res, 'run', args.profile or 'sagemaker')
-    if code: raise SystemExit(code)
-    return 0
-
-def cli_attach(args)->int:
-    "`recsys attach JOB`"
-    if not args.no_track:   # refused before the job is collected, so attaching again once the store is fixed makes one run folder
-        from recsys_lib.tracking import check_store
-        check_store(args.profile or 'sagemaker')
-    try:
-        with aws_errors('recsys attach'): res = attach_job(args.job, args.profile or 'sagemaker', args.kind, track=not args.no_track, logs=not args.no_logs)
-    except KeyboardInterrupt: print("recsys attach: interrupted; the job was asked to stop", file=sys.stderr); raise SystemExit(130)
-    code = _report(res, 'attach', args.profile or 'sagemaker')
-    if code: raise SystemExit(code)
-    return 0
-
-def add_sagemaker_subcommands(sub)->None:
-    "Register `attach` and `image-context` on the `recsys` parser's subparsers."
-    a = sub.add_parser('attach', help="wait for a SageMaker job and collect it as a run (after run --no-wait)")
-    a.add_argument('job', help="the SageMaker job name")
-    a.add_argument('--kind', choices=('training', 'processing'), default=None, help="job kind (default: look up both)")
-    a.add_argument('--no-track', action='store_true', help="do not log the run to MLflow nor register its model")
-    a.add_argument('--no-logs', action='store_true', help="do not stream the job's CloudWatch log")
-    a.add_argument('--profile', default=None, help="settings profile (default sagemaker)")
-    a.set_defaults(func=cli_attach)
-    i = sub.add_parser('image-context', help="write a docker build context for a SageMaker job image with the job's packages installed")
-    i.add_argument('dest', help="an empty or new folder")
-    i.add_argument('--wheel', default=None, help="the recsys_lib wheel (default: built from this checkout, or $RECSYS_WHEEL)")
-    i.add_argument('--profile', default=None, help="the profile whose framework_version picks the base image (default sagemaker)")
-    i.set_defaults(func=cli_image_context)

@@ -12,7 +12,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..core import ConfigError, RecsysError, write_json
-from ..settings import env_prefix, find_settings, is_mlflow_server
+from ..settings import env_prefix, find_settings, is_mlflow_server, load_settings
+from ..runner import RunInterrupted, run_notebook
 
 log = logging.getLogger(__name__)
 
@@ -25,6 +26,7 @@ __all__ = ['log', 'ROOT_ENV', 'WORK_ENV', 'DEFAULT_ROOT', 'MODES', 'RESERVED', '
 ROOT_ENV, WORK_ENV, DEFAULT_ROOT = 'RECSYS_SM_ROOT', 'RECSYS_SM_WORK_DIR', '/opt/ml'
 MODES = ('training', 'processing')
 
+# %% ../../nbs/11_sagemaker_entrypoint.ipynb #3516b6cb
 @dataclass(frozen=True)
 class ContainerPaths:
     "The container contract's paths for one job, resolved from the environment."
@@ -171,7 +173,7 @@ def _exports()->bool:
     try: hosts = json.loads(os.environ.get('SM_HOSTS') or '[]')
     except ValueError: raise JobError(f"SM_HOSTS={os.environ.get('SM_HOSTS')!r} is not JSON; expected a list of host names") from None
     if len(hosts) <= 1: return True
-    from recsys_lib.sasrec import is_leader # a multi-instance job trains with DDP: torch is installed
+    from recsys_lib.distributed import is_leader
     return is_leader()
 
 def _stop_on_sigterm():
@@ -181,7 +183,6 @@ def _stop_on_sigterm():
 
 def run_job(paths:ContainerPaths, notebook:str|None=None)->tuple:
     "Run the job described by the contract under `paths`: (exit status, reason or None, job info)."
-    from recsys_lib.runner import RunInterrupted, run_notebook
     hps = read_hyperparameters(paths.config)
     job = {k: hps.pop(k) for k in list(hps) if k in RESERVED}
     channels = paths.channels()
@@ -191,7 +192,8 @@ def run_job(paths:ContainerPaths, notebook:str|None=None)->tuple:
     timeout = _timeout(job.get('recsys_timeout'))
     contain_stores(profile, paths.work_dir, source=submitted_stores(job.get('recsys_registry_profile')))
     logging.getLogger('papermill').setLevel(logging.WARNING)
-    try: res = run_notebook(nb, params, profile=profile, timeout=timeout, run_root=paths.work_dir/'runs', progress=False)
+    settings = load_settings(profile)   # after contain_stores: its overrides point the stores into the work folder
+    try: res = run_notebook(nb, params, settings, timeout=timeout, run_root=paths.work_dir/'runs', progress=False)
     except RunInterrupted as e: res = e.result
     info = {'notebook': nb.name, 'status': res.status, 'reason': res.reason}
     if _exports(): info.update(export_run(res.run_dir, res.ok, paths))
@@ -199,6 +201,7 @@ def run_job(paths:ContainerPaths, notebook:str|None=None)->tuple:
     if res.ok: return 0, None, info
     return (130 if res.status == 'interrupted' else 1), f"notebook {nb.name} {res.status}: {res.reason}", info
 
+# %% ../../nbs/11_sagemaker_entrypoint.ipynb #7fc99d1a
 def main(argv:list|None=None)->int:
     "`python -m recsys_lib.sagemaker.entrypoint [--mode training|processing] [--root DIR] [--notebook NB]`"
     from recsys_lib.params import ParamError

@@ -15,19 +15,22 @@ from importlib import metadata
 from pathlib import Path
 
 from ..core import ConfigError, RecsysError, write_json
-from ..settings import find_settings, is_mlflow_server, load_settings
+from ..settings import Settings, find_settings, is_mlflow_server
 from ..models import ArtifactError
 from ..params import ParamError, notebook_params, secret_env_var
+from ..runs import track_run
 from .entrypoint import DEFAULT_ROOT, ROOT_ENV, ContainerPaths, submitted_stores
+from .jobcode import (CONSTRAINTS, JOB_SCRIPT, PROCESSING_ENTRYPOINT, build_wheel, check_channel_name,
+                                          check_environment_file, require_sdk, stage_code, stage_registered_model, wheel_requirements)
 
 log = logging.getLogger(__name__)
 
 # %% auto #0
-__all__ = ['log', 'PATH_SUFFIX', 'IN_CONTAINER', 'CHANNEL_NAME', 'RESERVED_CHANNELS', 'JOB_ENVS', 'KEEP_ENVS', 'READY',
-           'PASSED_ENV', 'PASSED_PREFIXES', 'IMAGE_PATH', 'encode_hyperparameters', 'StagedPath', 'path_param_source',
-           'channel_ref', 'local_path', 'stage_path_params', 'JobResult', 'collect_job', 'job_envs_dir',
-           'image_packages', 'job_env_key', 'container_environment', 'build_job_env', 'job_python', 'job_settings',
-           'check_registry_reach', 'in_container_root', 'sdk_drivers', 'platform_config', 'run_local_job']
+__all__ = ['log', 'PATH_SUFFIX', 'IN_CONTAINER', 'JOB_ENVS', 'KEEP_ENVS', 'READY', 'PASSED_ENV', 'PASSED_PREFIXES', 'IMAGE_PATH',
+           'encode_hyperparameters', 'StagedPath', 'path_param_source', 'channel_ref', 'local_path',
+           'stage_path_params', 'JobResult', 'collect_job', 'job_envs_dir', 'image_packages', 'job_env_key',
+           'container_environment', 'build_job_env', 'job_python', 'job_notebook', 'check_registry_reach',
+           'in_container_root', 'sdk_drivers', 'platform_config', 'run_local_job']
 
 # %% ../../nbs/11a_sagemaker_local.ipynb #0c9fe108
 def encode_hyperparameters(params:dict)->dict:
@@ -79,6 +82,7 @@ def local_path(value, cwd:Path|str|None=None)->Path:
 
 def _same_source(a, b)->bool: return str(a) == str(b) or (not str(a).startswith('s3://') and str(local_path(a)) == str(b))
 
+# %% ../../nbs/11a_sagemaker_local.ipynb #37659975
 def stage_path_params(params:dict, # name -> value, as given
                       channels:dict|None=None, # the explicit channels: name -> local path or s3:// URI
                       cwd:Path|str|None=None, # where relative paths resolve; default the current folder
@@ -152,6 +156,7 @@ def _unpack(src:Path|None, dst:Path)->bool:
             raise ArtifactError(f"refusing to unpack {src}: {e}; expected only files, folders and links inside the archive") from None
     return True
 
+# %% ../../nbs/11a_sagemaker_local.ipynb #94bf4d92
 def collect_job(output:Path|str|None, # output.tar.gz, or the output folder
                 model:Path|str|None, # model.tar.gz, or the model folder
                 runs_root:Path|str, # where run folders go (the profile's runs_dir)
@@ -201,8 +206,6 @@ def collect_job(output:Path|str|None, # output.tar.gz, or the output folder
     return JobResult(status, manifest.get('reason'), run_dir, job_name, exit_code, metrics)
 
 # %% ../../nbs/11a_sagemaker_local.ipynb #33cdc88f
-CHANNEL_NAME = re.compile(r"[A-Za-z0-9_]{1,64}")  # SageMaker allows '.' and '-' too, but the job reads $SM_CHANNEL_<NAME>, a shell variable
-RESERVED_CHANNELS = ('code', 'config', 'sm_drivers')
 JOB_ENVS = 'RECSYS_JOB_ENVS' # where sagemaker-local keeps its job environments
 KEEP_ENVS = 3 # job environments kept; older ones not in use are removed
 READY = '.ready' # written last by a finished build: its build time and what went in
@@ -228,7 +231,6 @@ def image_packages()->list:
 
 def job_env_key(code_dir:Path)->str:
     "What decides a job environment's contents, hashed: Python, the image's packages, the wheel's requirements, `constraints.txt`, `job.sh`."
-    from recsys_lib.sagemaker.cloud import CONSTRAINTS, JOB_SCRIPT, wheel_requirements
     wheel = next(Path(code_dir).glob('recsys_lib-*.whl'))
     parts = [sys.version, sys.platform, *image_packages(), *wheel_requirements(wheel),
              (Path(code_dir)/CONSTRAINTS).read_text(), (Path(code_dir)/JOB_SCRIPT).read_text()]
@@ -240,9 +242,9 @@ def container_environment(env_dir:Path, home:Path, extra:dict|None=None)->dict:
     return {**passed, 'PATH': ':'.join([str(Path(env_dir)/'bin'), *IMAGE_PATH]), 'HOME': str(home), 'LANG': 'C.UTF-8',
             'PYTHONNOUSERSITE': '1', **(extra or {})}
 
+# %% ../../nbs/11a_sagemaker_local.ipynb #d06e635f
 def build_job_env(env_dir:Path, code_dir:Path, log_file:Path)->dict:
     "A fresh virtual environment at `env_dir` with the image's packages, then `bash job.sh install`; `RecsysError` naming `log_file` if a step fails."
-    from recsys_lib.sagemaker.cloud import JOB_SCRIPT
     shutil.rmtree(env_dir, ignore_errors=True)   # what a build that died half-way left
     t0, python, image = time.perf_counter(), Path(env_dir)/'bin'/'python', image_packages()
     steps = [[sys.executable, '-m', 'venv', str(env_dir)],
@@ -272,6 +274,7 @@ def _evict_envs(envs:Path, keep:int=KEEP_ENVS):
             except BlockingIOError: continue
             shutil.rmtree(marker.parent, ignore_errors=True)
 
+# %% ../../nbs/11a_sagemaker_local.ipynb #7f2deea7
 @contextlib.contextmanager
 def job_python(code_dir:Path):
     "The job environment for the code in `code_dir`, built if needed and held by this job alone until the block ends."
@@ -288,25 +291,25 @@ def job_python(code_dir:Path):
     _evict_envs(envs)
 
 # %% ../../nbs/11a_sagemaker_local.ipynb #11e4daaa
-def job_settings(profile:str, backend:str, notebook:Path|str, who:str)->tuple: # (settings, the notebook's absolute path)
-    "The profile's settings and the notebook's path, once both are fit for a `backend` job submitted by `who`."
-    settings = load_settings(profile)
+def job_notebook(settings:Settings, backend:str, notebook:Path|str, who:str)->Path:
+    "The notebook's absolute path, once it exists and `settings` has the `backend` a job submitted by `who` needs."
     if settings.backend != backend:
-        raise ConfigError(f"profile [{profile}] has backend {settings.backend!r}; {who} needs a {backend} profile")
+        raise ConfigError(f"profile [{settings.profile}] has backend {settings.backend!r}; {who} needs a {backend} profile")
     notebook = Path(notebook).resolve()
     if not notebook.is_file(): raise ConfigError(f"notebook {notebook} does not exist")
-    return settings, notebook
+    return notebook
 
-def check_registry_reach(notebook:Path, params:dict, profile:str)->None:
+def check_registry_reach(notebook:Path, params:dict, settings:Settings)->None:
     """`ConfigError` when `notebook` would read registered models inside the job (evaluate, monitor), but the settings file
-    the job gets names no MLflow server for `profile`'s registry: the job would start, find an empty registry and fail."""
+    the job gets names no MLflow server for the registry of `settings`' profile: the job would start, find an empty registry and fail."""
     if params.get('model_path') or 'load_registered_model' not in Path(notebook).read_text(): return   # a model channel, or no registry read
-    uri = submitted_stores(profile).get('registry_uri')
+    uri = submitted_stores(settings.profile).get('registry_uri')
     if not is_mlflow_server(uri):
-        raise ConfigError(f"{Path(notebook).name} reads registered models inside the job, but [{profile}] of {find_settings()} has "
+        raise ConfigError(f"{Path(notebook).name} reads registered models inside the job, but [{settings.profile}] of {find_settings()} has "
                           f"registry_uri {uri!r}, a store on this machine the job cannot reach; set tracking_uri and registry_uri "
-                          f"of [{profile}] there to an MLflow server (https://...), or run the notebook with --profile local")
+                          f"of [{settings.profile}] there to an MLflow server (https://...), or run the notebook with --profile local")
 
+# %% ../../nbs/11a_sagemaker_local.ipynb #d716d69e
 def in_container_root(text:str, root:Path|str)->str:
     "`text` with every `/opt/ml` read as `root`, the emulated container's root."
     return text.replace(DEFAULT_ROOT, str(root))
@@ -314,8 +317,7 @@ def in_container_root(text:str, root:Path|str)->str:
 def sdk_drivers(dest:Path, root:Path, command:str)->list:
     """Lay out the SDK's driver channel of a training job running `command` in `dest`, as `ModelTrainer` uploads it, with
     `/opt/ml` read as `root`; returns the container entrypoint and arguments the SDK gives the job."""
-    from recsys_lib.sagemaker.cloud import _require_sdk
-    _require_sdk()
+    require_sdk()
     from types import SimpleNamespace
     import sagemaker.core.utils.install_requirements as install_requirements
     from sagemaker.core.training.configs import SourceCode
@@ -343,6 +345,7 @@ def platform_config(paths:ContainerPaths, channels:list, instance_type:str='loca
     write_json(paths.config.parent/'inputdataconfig.json',
                {c: {'TrainingInputMode': 'File', 'S3DistributionType': 'FullyReplicated', 'RecordWrapperType': 'None'} for c in channels})
 
+# %% ../../nbs/11a_sagemaker_local.ipynb #d515b481
 def _stop(proc:subprocess.Popen, grace_s:float=30):
     "Stop the container as the service stops a job: SIGTERM to every process in it, SIGKILL after `grace_s`."
     try: os.killpg(proc.pid, signal.SIGTERM)
@@ -358,11 +361,62 @@ def _run_container(command:list, env:dict, cwd:Path, log_file:Path, max_runtime_
         except subprocess.TimeoutExpired: _stop(proc); return None
         except KeyboardInterrupt: _stop(proc); raise
 
+# %% ../../nbs/11a_sagemaker_local.ipynb #f54b2071
+def _check_local_channel(name:str, src):
+    "A channel of a sagemaker-local job: a valid name, and a file or folder on this machine."
+    check_channel_name(name)
+    if str(src).startswith('s3://'): raise ConfigError(f"channel {name!r}: {src}: sagemaker-local runs on this machine without AWS; download it and pass the local path")
+    if not local_path(src).exists(): raise ConfigError(f"channel {name!r}: {src} does not exist")
+
+def _checked_inputs(notebook:Path, settings:Settings, params:dict, channels:dict)->tuple: # (params, channels, declared)
+    "A sagemaker-local job's parameters and channels, checked, its path parameters staged as channels; raises before anything is made."
+    declared = notebook_params(notebook, settings.secret_params)
+    if secret := [k for k in params if k in declared and declared[k].secret]:
+        raise ParamError(f"secret parameter(s) {', '.join(secret)} cannot travel as hyperparameters (DescribeTrainingJob shows them); "
+                         f"set {', '.join(secret_env_var(k) for k in secret)} in the environment instead")
+    for c, src in channels.items(): _check_local_channel(c, src)
+    params, channels, _ = stage_path_params(params, channels, s3=False)
+    return params, channels, declared
+
+def _lay_out_container(root:Path, mode:str, hps:dict, notebook:Path, settings:Settings, wheel:Path, channels:dict)->ContainerPaths:
+    "The emulated container under `root`: `hyperparameters.json`, the code channel, and a copy of each data channel."
+    paths = ContainerPaths.from_env(mode, environ={}, root=root)
+    for d in (paths.config.parent, paths.model_dir, paths.output_dir, paths.failure.parent, root/'home'): d.mkdir(parents=True, exist_ok=True)
+    paths.config.write_text(json.dumps(hps, indent=2))
+    stage_code(notebook, settings, wheel, paths.code_dir)
+    for c, src in channels.items(): _stage_channel(src, paths.input_dir/c)
+    return paths
+
+# %% ../../nbs/11a_sagemaker_local.ipynb #424e344a
+def _container_command(paths:ContainerPaths, mode:str, channels:list, job_name:str)->tuple: # (command, extra variables)
+    "What the container runs, as the service starts it: the SDK's drivers for a training job, `job.sh` for a processing job."
+    if mode != 'training': return [in_container_root(a, paths.root) for a in PROCESSING_ENTRYPOINT], {}
+    command = sdk_drivers(paths.input_dir/'sm_drivers', paths.root, f"bash {JOB_SCRIPT} training")
+    platform_config(paths, [*channels, 'code', 'sm_drivers'])
+    return command, {'TRAINING_JOB_NAME': job_name, 'TRAINING_JOB_ARN': f"arn:aws:sagemaker:local:000000000000:training-job/{job_name}"}
+
+def _exit_and_failure(code:int|None, paths:ContainerPaths, settings:Settings)->tuple: # (exit status, failure reason or None)
+    "The container's exit status (124 when it ran past `max_runtime_s`) and the failure reason it left, or one that says it left none."
+    if code is None:
+        code = 124
+        paths.failure.write_text(f"stopped: the job ran past max_runtime_s ({settings.max_runtime_s} s) of [{settings.profile}]\n")
+    failure = paths.failure.read_text(encoding='utf-8').strip() if paths.failure.is_file() else None
+    if code and not failure: failure = f"the container exited with status {code} and wrote no failure reason"
+    return code, failure
+
+def _uploaded_outputs(paths:ContainerPaths, mode:str)->tuple: # (output, model)
+    "What the service uploads after the job: model.tar.gz and output.tar.gz of a training job, a processing job's folders."
+    if mode != 'training': return paths.output_dir, paths.model_dir
+    for name, src in (('model.tar.gz', paths.model_dir), ('output.tar.gz', paths.output_dir)):
+        with tarfile.open(paths.root/name, 'w:gz') as tf: tf.add(src, arcname='.')
+    return paths.root/'output.tar.gz', paths.root/'model.tar.gz'
+
+# %% ../../nbs/11a_sagemaker_local.ipynb #1ec3550d
 def run_local_job(notebook:Path|str, # the pipeline notebook
+                  settings:Settings, # a profile with backend sagemaker-local: runs_dir, max_runtime_s, the registry
                   params:dict|None=None, # its parameters (Python values; sent as strings, as SageMaker does)
                   mode:str='training', # 'training' or 'processing'
                   channels:dict|None=None, # channel name -> file or folder on this machine (copied into the container)
-                  profile:str='sagemaker-local', # a profile with backend sagemaker-local: runs_dir, max_runtime_s
                   keep_root:bool=False, # keep the emulated container root (for a look inside)
                   run_root:Path|str|None=None, # where the collected run goes; default the profile's runs_dir
                   timeout:float|None=None, # seconds any one cell may run (hyperparameter recsys_timeout)
@@ -371,30 +425,17 @@ def run_local_job(notebook:Path|str, # the pipeline notebook
                   wheel:Path|str|None=None, # a recsys_lib wheel; default built from this checkout (or $RECSYS_WHEEL)
                  )->JobResult:
     "Run `notebook` as a SageMaker job on this machine, in an isolated job environment, and collect its outputs."
-    from recsys_lib.sagemaker.cloud import JOB_SCRIPT, PROCESSING_ENTRYPOINT, build_wheel, check_environment_file, stage_code
-    settings, notebook = job_settings(profile, 'sagemaker-local', notebook, 'run_local_job')
+    notebook = job_notebook(settings, 'sagemaker-local', notebook, 'run_local_job')
     if track:   # a damaged, lost or read-only store is refused before the job runs, not found after it
         from recsys_lib.tracking import check_store
-        check_store(profile)
-    params, channels = dict(params or {}), dict(channels or {})
-    declared = notebook_params(notebook, settings.secret_params)
-    if secret := [k for k in params if k in declared and declared[k].secret]:
-        raise ParamError(f"secret parameter(s) {', '.join(secret)} cannot travel as hyperparameters (DescribeTrainingJob shows them); "
-                         f"set {', '.join(secret_env_var(k) for k in secret)} in the environment instead")
-    for c, src in channels.items():
-        if not CHANNEL_NAME.fullmatch(c) or c in RESERVED_CHANNELS:
-            raise ConfigError(f"channel name {c!r}; expected 1-64 letters, digits and '_' (the job reads it as $SM_CHANNEL_{c.upper()}, "
-                              f"a shell variable), not {', '.join(RESERVED_CHANNELS)}")
-        if str(src).startswith('s3://'): raise ConfigError(f"channel {c!r}: {src}: sagemaker-local runs on this machine without AWS; download it and pass the local path")
-        if not local_path(src).exists(): raise ConfigError(f"channel {c!r}: {src} does not exist")
-    params, channels, _ = stage_path_params(params, channels, s3=False)
+        check_store(settings)
+    params, channels, declared = _checked_inputs(notebook, settings, dict(params or {}), dict(channels or {}))
     recorded, tmp = dict(channels), Path(tempfile.mkdtemp(prefix='recsys-job-'))
     if mode == 'processing' and 'model_path' in declared and not params.get('model_path') and 'model' not in channels:
-        from recsys_lib.sagemaker.cloud import stage_registered_model   # a batch job scores the registered version
-        channels['model'] = stage_registered_model(params, declared, tmp/'model', profile)
+        channels['model'] = stage_registered_model(params, declared, tmp/'model', settings)   # a batch job scores the registered version
         params['model_path'] = '$SM_CHANNEL_MODEL'
-    check_registry_reach(notebook, params, profile)
-    hps = {'recsys_notebook': notebook.name, 'recsys_registry_profile': profile, **({'recsys_timeout': str(timeout)} if timeout else {}),
+    check_registry_reach(notebook, params, settings)
+    hps = {'recsys_notebook': notebook.name, 'recsys_registry_profile': settings.profile, **({'recsys_timeout': str(timeout)} if timeout else {}),
            **encode_hyperparameters(params)}
     check_environment_file(hps, channels, mode)
     job_name = job_name or f"recsys-{re.sub('[^a-zA-Z0-9]+', '-', notebook.stem)[:30]}-{datetime.now(timezone.utc):%Y%m%d%H%M%S}"
@@ -402,16 +443,8 @@ def run_local_job(notebook:Path|str, # the pipeline notebook
     try:
         wheel = Path(wheel or os.environ.get('RECSYS_WHEEL') or build_wheel(tmp/'dist'))
         if not wheel.is_file(): raise ConfigError(f"wheel {wheel} does not exist")
-        paths = ContainerPaths.from_env(mode, environ={}, root=root)
-        for d in (paths.config.parent, paths.model_dir, paths.output_dir, paths.failure.parent, root/'home'): d.mkdir(parents=True, exist_ok=True)
-        paths.config.write_text(json.dumps(hps, indent=2))
-        stage_code(notebook, settings, wheel, paths.code_dir)
-        for c, src in channels.items(): _stage_channel(src, paths.input_dir/c)
-        if mode == 'training':
-            command = sdk_drivers(paths.input_dir/'sm_drivers', root, f"bash {JOB_SCRIPT} training")
-            platform_config(paths, [*channels, 'code', 'sm_drivers'])
-            job_vars = {'TRAINING_JOB_NAME': job_name, 'TRAINING_JOB_ARN': f"arn:aws:sagemaker:local:000000000000:training-job/{job_name}"}
-        else: command, job_vars = [in_container_root(a, root) for a in PROCESSING_ENTRYPOINT], {}
+        paths = _lay_out_container(root, mode, hps, notebook, settings, wheel, channels)
+        command, job_vars = _container_command(paths, mode, list(channels), job_name)
         log_file = root/'job.log'
         with job_python(paths.code_dir) as env_dir:
             log.info("job %s: %s in %s, Python %s", job_name, notebook.name, root, env_dir)
@@ -419,16 +452,8 @@ def run_local_job(notebook:Path|str, # the pipeline notebook
             t0 = time.perf_counter()
             code = _run_container(command, container_environment(env_dir, root/'home', {ROOT_ENV: str(root), **job_vars}), root,
                                   log_file, settings.max_runtime_s)
-        if code is None:
-            code = 124
-            paths.failure.write_text(f"stopped: the job ran past max_runtime_s ({settings.max_runtime_s} s) of [{profile}]\n")
-        failure = paths.failure.read_text(encoding='utf-8').strip() if paths.failure.is_file() else None
-        if code and not failure: failure = f"the container exited with status {code} and wrote no failure reason"
-        if mode == 'training':   # what the service uploads: model.tar.gz and output.tar.gz
-            for name, src in (('model.tar.gz', paths.model_dir), ('output.tar.gz', paths.output_dir)):
-                with tarfile.open(root/name, 'w:gz') as tf: tf.add(src, arcname='.')
-            output, model = root/'output.tar.gz', root/'model.tar.gz'
-        else: output, model = paths.output_dir, paths.model_dir
+        code, failure = _exit_and_failure(code, paths, settings)
+        output, model = _uploaded_outputs(paths, mode)
         res = collect_job(output, model, Path(run_root) if run_root else settings.runs_dir, job_name, failure, code,
                           backend='sagemaker-local', log_file=log_file, channels=recorded)
         log.info("job %s %s in %.1f s", job_name, res.status, time.perf_counter() - t0)
@@ -437,6 +462,5 @@ def run_local_job(notebook:Path|str, # the pipeline notebook
         shutil.rmtree(tmp, ignore_errors=True)
     if keep_root: res.root = root
     if track and res.run_dir is not None:   # the job ran: a store failure now is recorded with the run, not raised
-        from recsys_lib.runner import track_run
-        res.tracked, res.tracking_error = track_run(res.run_dir, profile)
+        res.tracked, res.tracking_error = track_run(res.run_dir, settings)
     return res

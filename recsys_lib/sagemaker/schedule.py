@@ -8,21 +8,20 @@ Docs: https://recsys-lib.github.io/recsys_lib/sagemaker_schedule.html.md"""
 # %% ../../nbs/11c_sagemaker_schedule.ipynb #1faf57b7
 from __future__ import annotations
 import json, logging, os, re, shlex, sys, tempfile
-from datetime import timezone
 from pathlib import Path
 
 from ..core import ConfigError, RecsysError
-from ..settings import load_settings
+from ..settings import Settings
 from ..params import ParamError
 from .local import channel_ref, local_path, path_param_source
-from .cloud import AwsClients, aws_errors, base_job_name, create_job, prepare_sdk, s3_split, stage_job
+from .cloud import AwsClients, base_job_name, create_job, prepare_sdk, quiet_sdk, s3_split, sdk_session, stage_job
 
 log = logging.getLogger(__name__)
 
 # %% auto #0
 __all__ = ['log', 'SCHEDULER_ROLE_NEEDS', 'aws_cron', 'crontab_line', 'dry_run_session', 'schedule_name', 'build_pipeline',
            'scheduler_role', 'pipeline_arn', 'schedule_request', 'refuse_local_paths', 'schedule_job', 'last_execution',
-           'list_schedules', 'delete_schedule', 'cli_schedule', 'add_schedule_subcommand']
+           'list_schedules', 'delete_schedule']
 
 # %% ../../nbs/11c_sagemaker_schedule.ipynb #7c673e70
 _DOW_NAMES = ('SUN', 'MON', 'TUE', 'WED', 'THU', 'FRI', 'SAT')
@@ -57,19 +56,20 @@ def aws_cron(expr:str)->str:
     return f"cron({minute} {hour} {dom} {month} {dow} *)"
 
 # %% ../../nbs/11c_sagemaker_schedule.ipynb #1d4e59f7
-def crontab_line(notebook:Path|str, cron:str, params:dict|None=None, profile:str='local',
+def crontab_line(notebook:Path|str, cron:str,
+                 settings:Settings, # the profile `recsys run` runs with: local or sagemaker-local
+                 params:dict|None=None,
                  channels:dict|None=None, # sagemaker-local profiles: channel name -> local file or folder
                  kind:str|None=None, # sagemaker-local profiles: 'training' or 'processing' (default by notebook)
                 )->str:
     "The crontab line that runs `recsys run NOTEBOOK` on `cron` with `params` on this machine."
     if len(str(cron).split()) != 5: raise ConfigError(f"cron expression {cron!r}; expected 5 fields: minute hour day-of-month month day-of-week")
-    settings = load_settings(profile)
     if (channels or kind) and settings.backend != 'sagemaker-local':
-        raise ConfigError(f"--channel and --job-kind are for SageMaker profiles; [{profile}] runs {settings.backend}")
+        raise ConfigError(f"--channel and --job-kind are for SageMaker profiles; [{settings.profile}] runs {settings.backend}")
     notebook = Path(notebook).resolve()
     if not notebook.is_file(): raise ConfigError(f"notebook {notebook} does not exist")
     recsys = Path(sys.executable).parent/'recsys'
-    args = [str(recsys), 'run', str(notebook), '--profile', profile, '--no-progress']
+    args = [str(recsys), 'run', str(notebook), '--profile', settings.profile, '--no-progress']
     for k, v in (params or {}).items():
         if path_param_source(k, v) == 'local': v = str(local_path(v))   # cron starts in the project folder, not here
         args += ['-p', k, v if isinstance(v, str) else json.dumps(v)]
@@ -85,8 +85,7 @@ def dry_run_session(settings):
     prepare_sdk(settings.region)
     import boto3
     from sagemaker.core.workflow.pipeline_context import PipelineSession
-    from recsys_lib.sagemaker.cloud import _quiet_sdk
-    _quiet_sdk()
+    quiet_sdk()
     bucket, prefix = s3_split(settings.s3_prefix)
 
     class DryRunSession(PipelineSession):
@@ -112,12 +111,12 @@ def schedule_name(notebook:Path|str, name:str|None=None)->str:
         raise ConfigError(f"schedule name {name!r}: expected 1-64 letters, digits and hyphens, starting with a letter or digit")
     return name
 
-def build_pipeline(notebook:Path|str, params:dict|None, profile:str, channels:dict|None, kind:str|None,
+def build_pipeline(notebook:Path|str, params:dict|None, settings:Settings, channels:dict|None, kind:str|None,
                    wheel:Path|str|None, session, name:str, dest:Path):
     "A one-step SageMaker Pipeline that runs `notebook` as its job."
     from sagemaker.mlops.workflow.pipeline import Pipeline
     from sagemaker.mlops.workflow.steps import ProcessingStep, TrainingStep
-    staged = stage_job(notebook, params, profile, channels, kind, wheel, None, dest)
+    staged = stage_job(notebook, params, settings, channels, kind, wheel, None, dest)
     args = create_job(staged, session, name=f"{name}-job")
     step = (TrainingStep(name='train', step_args=args) if staged.kind == 'training'
             else ProcessingStep(name='process', step_args=args))
@@ -182,9 +181,11 @@ def refuse_local_paths(params:dict|None, settings, cwd:Path|str|None=None)->None
 # %% ../../nbs/11c_sagemaker_schedule.ipynb #63466c12
 def _conflict(e)->bool: return getattr(e, 'response', {}).get('Error', {}).get('Code') == 'ConflictException'
 
+# %% ../../nbs/11c_sagemaker_schedule.ipynb #b8bad644
 def schedule_job(notebook:Path|str, # the pipeline notebook
                  cron:str, # five-field cron expression, UTC
-                 params:dict|None=None, profile:str='sagemaker', channels:dict|None=None, kind:str|None=None,
+                 settings:Settings, # a profile with backend sagemaker
+                 params:dict|None=None, channels:dict|None=None, kind:str|None=None,
                  name:str|None=None, # pipeline and schedule name; default recsys-<notebook stem>
                  dry_run:bool=False, # build and return the requests without sending anything
                  clients:AwsClients|None=None, wheel:Path|str|None=None,
@@ -192,9 +193,8 @@ def schedule_job(notebook:Path|str, # the pipeline notebook
                  dead_letter_arn:str|None=None, # SQS queue for starts that failed every retry
                 )->dict:
     "Create or update the SageMaker Pipeline of `notebook`'s job and the schedule that starts it."
-    settings = load_settings(profile)
     if settings.backend != 'sagemaker':
-        raise ConfigError(f"profile [{profile}] has backend {settings.backend!r}; use crontab_line for a local schedule")
+        raise ConfigError(f"profile [{settings.profile}] has backend {settings.backend!r}; use crontab_line for a local schedule")
     refuse_local_paths(params, settings)
     name, problems = schedule_name(notebook, name), []
     try: role = scheduler_role(settings)
@@ -205,12 +205,11 @@ def schedule_job(notebook:Path|str, # the pipeline notebook
     with tempfile.TemporaryDirectory(prefix='recsys-schedule-') as tmp:
         if dry_run: session = dry_run_session(settings)
         else:
-            from recsys_lib.sagemaker.cloud import sdk_session
             clients = clients or AwsClients.connect(settings)
             session = sdk_session(settings, clients, pipeline=True)
         old = os.environ.get('SAGEMAKER_VALIDATE_ROLE')
         if dry_run: os.environ['SAGEMAKER_VALIDATE_ROLE'] = 'false' # validating the role is an IAM request
-        try: pipeline = build_pipeline(notebook, params, profile, channels, kind, wheel, session, name, Path(tmp))
+        try: pipeline = build_pipeline(notebook, params, settings, channels, kind, wheel, session, name, Path(tmp))
         finally:
             if dry_run: os.environ.pop('SAGEMAKER_VALIDATE_ROLE') if old is None else os.environ.update(SAGEMAKER_VALIDATE_ROLE=old)
         definition = json.loads(pipeline.definition())
@@ -248,10 +247,9 @@ def last_execution(sagemaker, pipeline:str)->dict|None:
     return {'status': run['PipelineExecutionStatus'], 'start': run['StartTime'],
             'failure_reason': run.get('PipelineExecutionFailureReason') if run['PipelineExecutionStatus'] == 'Failed' else None}
 
-def list_schedules(profile:str='sagemaker', clients:AwsClients|None=None, prefix:str='recsys-')->list:
+def list_schedules(settings:Settings, clients:AwsClients|None=None, prefix:str='recsys-')->list:
     "The schedules whose names start with `prefix`: name, expression, state, the pipeline they start and its last execution."
-    settings = load_settings(profile)
-    if settings.backend != 'sagemaker': raise ConfigError(f"profile [{profile}] has backend {settings.backend!r}; schedules live in SageMaker profiles (local ones are crontab lines)")
+    if settings.backend != 'sagemaker': raise ConfigError(f"profile [{settings.profile}] has backend {settings.backend!r}; schedules live in SageMaker profiles (local ones are crontab lines)")
     clients = clients or AwsClients.connect(settings)
     out = []
     for page in clients.scheduler.get_paginator('list_schedules').paginate(NamePrefix=prefix):
@@ -262,9 +260,9 @@ def list_schedules(profile:str='sagemaker', clients:AwsClients|None=None, prefix
                         'last_execution': last_execution(clients.sagemaker, pipeline) if pipeline else None})
     return out
 
-def delete_schedule(name:str, profile:str='sagemaker', clients:AwsClients|None=None)->None:
+# %% ../../nbs/11c_sagemaker_schedule.ipynb #6119400a
+def delete_schedule(name:str, settings:Settings, clients:AwsClients|None=None)->None:
     "Delete schedule `name` and the pipeline it starts (past executions stay visible in SageMaker)."
-    settings = load_settings(profile)
     clients = clients or AwsClients.connect(settings)
     try: target = _target_pipeline(clients.scheduler.get_schedule(Name=name))
     except Exception as e:
@@ -272,57 +270,3 @@ def delete_schedule(name:str, profile:str='sagemaker', clients:AwsClients|None=N
         raise
     clients.scheduler.delete_schedule(Name=name)
     if target: clients.sagemaker.delete_pipeline(PipelineName=target)
-
-# %% ../../nbs/11c_sagemaker_schedule.ipynb #305e112e
-def cli_schedule(args)->int:
-    "`recsys schedule`"
-    profile = args.profile or os.environ.get('RECSYS_PROFILE') or 'local'
-    with aws_errors('recsys schedule'): return _schedule(args, profile)
-
-def _last_run(run:dict|None)->str:
-    if run is None: return "never run"
-    when = f" at {run['start'].astimezone(timezone.utc):%Y-%m-%d %H:%M} UTC" if run['start'] else ''
-    return f"last run {run['status']}{when}" + (f" ({run['failure_reason']})" if run['failure_reason'] else '')
-
-def _schedule(args, profile:str)->int:
-    from recsys_lib.params import read_params_file
-    if args.list:
-        rows = list_schedules(profile)
-        for r in rows:
-            print(f"{r['name']:30} {r['expression']:24} {r['state'] or '-':9} pipeline {r['pipeline']}  {_last_run(r['last_execution'])}")
-        if not rows: print("no recsys schedules")
-        return 0
-    if args.delete:
-        delete_schedule(args.delete, profile); print(f"deleted schedule and pipeline {args.delete}"); return 0
-    if not (args.notebook and args.cron): raise ConfigError("recsys schedule needs NOTEBOOK and --cron (or --list / --delete NAME)")
-    values = read_params_file(args.params_file) if args.params_file else {}
-    values.update(dict(args.param or []))
-    if load_settings(profile).backend in ('local', 'sagemaker-local'):
-        print(crontab_line(args.notebook, args.cron, values, profile, dict(args.channel or []), args.job_kind)); return 0
-    out = schedule_job(args.notebook, args.cron, values, profile, dict(args.channel or []), args.job_kind, args.name, args.dry_run,
-                       max_retries=args.retries, dead_letter_arn=args.dead_letter_arn)
-    if args.dry_run:
-        print(json.dumps({'pipeline_definition': out['pipeline'], 'create_schedule_request': out['schedule']}, indent=2))
-        if out['problems']: raise ConfigError('; '.join(out['problems']))
-        return 0
-    print(f"{'created' if out['created'] else 'updated'} pipeline {out['schedule']['Name']} and its schedule "
-          f"{out['schedule']['ScheduleExpression']} (UTC)\n{out['pipeline_arn']}")
-    return 0
-
-def add_schedule_subcommand(sub)->None:
-    "Register `schedule` on the `recsys` parser's subparsers."
-    s = sub.add_parser('schedule', help="run a pipeline notebook on a cron schedule (SageMaker Pipeline + EventBridge, or crontab)")
-    s.add_argument('notebook', nargs='?', help="the pipeline notebook (.ipynb)")
-    s.add_argument('--cron', help='five-field cron expression in UTC, e.g. "0 3 * * *"')
-    s.add_argument('-p', '--param', nargs=2, action='append', metavar=('NAME', 'VALUE'), help="a parameter (repeatable)")
-    s.add_argument('-f', '--params-file', default=None, help="YAML or JSON file of parameters (-p overrides it)")
-    s.add_argument('--channel', nargs=2, action='append', metavar=('NAME', 'SOURCE'), help="a data channel: local path or s3:// URI")
-    s.add_argument('--job-kind', choices=('training', 'processing'), default=None, help="default: processing for batch_inference")
-    s.add_argument('--name', default=None, help="pipeline and schedule name (default recsys-<notebook>)")
-    s.add_argument('--retries', type=int, default=3, help="retries of a pipeline start that failed, within an hour (0-185, default 3)")
-    s.add_argument('--dead-letter-arn', default=None, help="SQS queue ARN that receives starts that failed every retry")
-    s.add_argument('--dry-run', action='store_true', help="print the pipeline definition and schedule request; send nothing")
-    s.add_argument('--list', action='store_true', help="list recsys schedules and their pipelines' last runs")
-    s.add_argument('--delete', metavar='NAME', default=None, help="delete a schedule and its pipeline")
-    s.add_argument('--profile', default=None, help="settings profile (default $RECSYS_PROFILE or local)")
-    s.set_defaults(func=cli_schedule)

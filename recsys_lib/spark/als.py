@@ -8,20 +8,22 @@ Docs: https://recsys-lib.github.io/recsys_lib/spark_als.html.md"""
 
 # %% ../../nbs/12d_spark_als.ipynb #0d388cd2
 from __future__ import annotations
-import inspect, json, logging
+import json, logging
 from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from fastcore.basics import patch
 import scipy.sparse as sp
 
 import recsys_lib
 from ..core import DataError, atomic_path, json_marker, sha256_file, write_json
 from ..data import IdMap
-from ..models import ARTIFACT_FORMAT, ArtifactError, NotFittedError, relative_popularity, verify_manifest
-from ..models import _id_kind_message  # the local models' wrong-kind message, word for word
-from ..models import _REDO, _check_params, _field, _json_object, _new_model, _one_line  # the local loader's checks
+from ..models import ARTIFACT_FORMAT, ArtifactError, NotFittedError, Recommender, relative_popularity, verify_manifest
+from ..models import id_kind_message  # the local models' wrong-kind message, word for word
+from ..models import (  # the local loader's checks
+    RESAVE_HINT, artifact_field, check_artifact_params, model_from_params, one_line_error, read_json_object)
 from .session import SparkUnavailable, spark_session
 
 try:
@@ -32,7 +34,7 @@ except ImportError:  # pragma: no cover
 log = logging.getLogger(__name__)
 
 # %% auto #0
-__all__ = ['log', 'ID_COLS', 'spark_fingerprint', 'SparkALS', 'read_spark_manifest']
+__all__ = ['log', 'ID_COLS', 'fingerprint_spark', 'SparkALS', 'read_spark_manifest']
 
 # %% ../../nbs/12d_spark_als.ipynb #975f41d4
 ID_COLS = ('user_id', 'item_id')
@@ -90,7 +92,7 @@ def _index_ids(df:DataFrame, col:str)->tuple[DataFrame, int]:
     return ranked.join(F.broadcast(off), '_p').select('id', code.alias('code')), n
 
 # %% ../../nbs/12d_spark_als.ipynb #613c2e27
-def spark_fingerprint(df:DataFrame)->str:
+def fingerprint_spark(df:DataFrame)->str:
     "'spark-xxhash64:' + a SHA-256 of `df`'s schema, row count and summed row hashes: the same rows, in any order, give the same value."
     import hashlib
     r = df.agg(F.count(F.lit(1)).alias('n'), F.sum(F.xxhash64(*df.columns).cast('decimal(38,0)')).alias('h')).first()
@@ -113,10 +115,8 @@ class SparkALS:
         self.factors, self.regularization, self.iterations, self.alpha = factors, regularization, iterations, alpha
         self.seed, self.blocks, self.nonnegative = seed, blocks, nonnegative
 
-    def get_params(self)->dict:
-        "The `__init__` arguments of this model, by name."
-        return {n: getattr(self, n) for n in inspect.signature(type(self).__init__).parameters if n != 'self'}
-    def __repr__(self): return f"{type(self).__name__}({', '.join(f'{k}={v!r}' for k, v in self.get_params().items())})"
+    # parameters follow the local models' rules (scikit-learn's): the `__init__` arguments, stored under their names
+    get_params, set_params, __repr__ = Recommender.get_params, Recommender.set_params, Recommender.__repr__
     @property
     def is_fitted(self): return hasattr(self, 'model_')
     def _check_fitted(self, what):
@@ -143,7 +143,7 @@ class SparkALS:
                        nonnegative=self.nonnegative, userCol='user', itemCol='item', ratingCol='weight')
         model = als.fit(coded)
         self._set_state(model, user_map.cache(), item_map.cache(), coded.select('user', 'item'),
-                        n_users, n_items, kinds, spark_fingerprint(data))
+                        n_users, n_items, kinds, fingerprint_spark(data))
         return self
 
     def _set_state(self, model, user_map, item_map, seen, n_users, n_items, kinds, fingerprint):
@@ -177,7 +177,7 @@ _SPARK_KIND = {'int': 'long', 'str': 'string'}
 def _column_kind_message(what:str, # the column, as the caller names it: 'users.user_id', 'pairs.item_id'
                          example, # one of the model's ids; its type is the kind the model expects
                         )->str:
-    "`_id_kind_message` for a Spark column: its ids are of the other kind than the model's; say which it expects, and the cast."
+    "`id_kind_message` for a Spark column: its ids are of the other kind than the model's; say which it expects, and the cast."
     col, model_kind = what.split('.')[-1], 'str' if isinstance(example, str) else 'int'
     got = 'int' if model_kind == 'str' else 'str'
     cast = f".withColumn({col!r}, F.col({col!r}).cast({_SPARK_KIND[model_kind]!r}))"
@@ -189,6 +189,8 @@ def _example_id(idmap:DataFrame):
     "The id with code 0, the smallest: what error messages show as an example of the model's ids (like `IdMap.ids[0]`)."
     return idmap.where(F.col('code') == 0).first()['id']
 
+# %% ../../nbs/12d_spark_als.ipynb #13a733e5
+@patch
 def _users_frame(self:SparkALS, users)->DataFrame:
     "The distinct requested users: `user_id` in the model's id type and `user`, their code (null when unknown)."
     kind = self.id_kinds_['user_id']
@@ -202,11 +204,12 @@ def _users_frame(self:SparkALS, users)->DataFrame:
         ids = pd.Index(np.atleast_1d(np.asarray(users)))
         if len(ids) == 0: raise DataError("users is empty; pass at least one id")
         got = 'int' if pd.api.types.is_integer_dtype(ids) else 'str'
-        if got != kind: raise DataError(_id_kind_message('users', _example_id(self.user_map_)))
+        if got != kind: raise DataError(id_kind_message('users', _example_id(self.user_map_)))
         rows = [(int(u),) for u in ids] if got == 'int' else [(str(u),) for u in ids]
         req = spark_session().createDataFrame(rows, f"user_id {_SPARK_KIND[got]}")
     return req.distinct().join(self.user_map_.withColumnRenamed('id', 'user_id').withColumnRenamed('code', 'user'), 'user_id', 'left')
 
+@patch
 def _popular(self:SparkALS, k:int)->DataFrame:
     "item, score, rank: the top-`k` items by number of training users, ties by item code, scored by `relative_popularity` (the fallback for unknown users)."
     if self._popularity is None: self._popularity = self.seen_.groupBy('item').agg(F.count(F.lit(1)).alias('n'))
@@ -215,6 +218,7 @@ def _popular(self:SparkALS, k:int)->DataFrame:
     return spark_session().createDataFrame([(r['item'], float(s), i + 1) for i, (r, s) in enumerate(zip(top, scores))],
                                            'item int, score float, rank int')
 
+@patch
 def _exact_top(self:SparkALS, users:DataFrame, k:int, exclude_seen:bool)->DataFrame:
     "user, item, score, rank for the user codes in `users`, every item scored (a cross join: for a few users only)."
     uf = self.model_.userFactors.join(users, F.col('id') == F.col('user')).select('user', F.col('features').alias('uf'))
@@ -225,6 +229,8 @@ def _exact_top(self:SparkALS, users:DataFrame, k:int, exclude_seen:bool)->DataFr
 
 _MIN_BUCKET = 8  # users with fewer than 2**_MIN_BUCKET seen items share one MLlib call
 
+# %% ../../nbs/12d_spark_als.ipynb #87f5863e
+@patch
 def _top_known(self:SparkALS, users:DataFrame, k:int, exclude_seen:bool)->DataFrame:
     "user, item, score, rank for the (known) user codes in `users`: over-fetch, anti-join, rank, exact ties at the cut."
     if exclude_seen:
@@ -249,7 +255,9 @@ def _top_known(self:SparkALS, users:DataFrame, k:int, exclude_seen:bool)->DataFr
     cols = ['user', 'item', 'score', 'rank']
     return kept.join(tied, 'user', 'left_anti').select(cols).unionByName(self._exact_top(tied, k, exclude_seen).select(cols))
 
-def _recommend(self:SparkALS,
+# %% ../../nbs/12d_spark_als.ipynb #ff6cde57
+@patch
+def recommend(self:SparkALS,
                users, # external user ids: a list/array, or a Spark DataFrame with a `user_id` column
                k:int=10, # items per user
                exclude_seen:bool=True, # never recommend what the user interacted with in training
@@ -274,11 +282,9 @@ def _recommend(self:SparkALS,
     items = self.item_map_.withColumnRenamed('id', 'item_id').withColumnRenamed('code', 'item')
     return out.join(items, 'item').select('user_id', 'item_id', F.col('score').cast('float'), F.col('rank').cast('int'), 'fallback')
 
-SparkALS._users_frame, SparkALS._popular, SparkALS._exact_top, SparkALS._top_known = _users_frame, _popular, _exact_top, _top_known
-SparkALS.recommend = _recommend
-
 # %% ../../nbs/12d_spark_als.ipynb #70cf13c2
-def _score(self:SparkALS, pairs:DataFrame)->DataFrame:
+@patch
+def score(self:SparkALS, pairs:DataFrame)->DataFrame:
     "`pairs` (a Spark DataFrame with user_id and item_id) with a `score` column: the factors' dot product, null for unknown ids."
     self._check_fitted('score')
     if not isinstance(pairs, DataFrame): raise DataError(f"pairs must be a Spark DataFrame with user_id and item_id, got {type(pairs).__name__}")
@@ -290,8 +296,6 @@ def _score(self:SparkALS, pairs:DataFrame)->DataFrame:
     vf = self.item_factors.withColumnRenamed('features', '_vf').withColumnRenamed('item_id', '_i')
     out = (pairs.join(uf, pairs['user_id'] == uf['_u'], 'left').join(vf, F.col('item_id') == F.col('_i'), 'left'))
     return out.withColumn('score', _dot('_uf', '_vf')).drop('_u', '_i', '_uf', '_vf')
-
-SparkALS.score = _score
 
 # %% ../../nbs/12d_spark_als.ipynb #9bc2deda
 def _collect_codes(df:DataFrame, n:int)->np.ndarray:
@@ -308,7 +312,8 @@ def _collect_factors(df:DataFrame, n:int, f:int)->np.ndarray:
     out[pdf['id'].to_numpy()] = np.asarray(pdf['features'].tolist(), dtype='float32').reshape(len(pdf), f)
     return out
 
-def _to_local(self:SparkALS,
+@patch
+def to_local(self:SparkALS,
               max_bytes:int=2**31, # refuse when the collected arrays would take more than this
              )->'recsys_lib.als.ALS':
     "A local `recsys_lib.als.ALS` with this model's factors, id maps and training pairs."
@@ -333,14 +338,13 @@ def _to_local(self:SparkALS,
     m.item_factors_ = _collect_factors(self.model_.itemFactors, self.n_items_, self.factors)
     return m
 
-SparkALS.to_local = _to_local
-
 # %% ../../nbs/12d_spark_als.ipynb #8b0d2494
 def _files(root:Path)->list[str]:
     "Relative paths of every file under `root`, sorted."
     return sorted(p.relative_to(root).as_posix() for p in root.rglob('*') if p.is_file())
 
-def _save(self:SparkALS, path:Path|str)->Path:
+@patch
+def save(self:SparkALS, path:Path|str)->Path:
     "Write the fitted model to the folder `path`, atomically."
     self._check_fitted('save')
     path = Path(path).absolute()
@@ -356,8 +360,6 @@ def _save(self:SparkALS, path:Path|str)->Path:
             'spark_version': spark_session().version, 'created_at': datetime.now(timezone.utc).isoformat(timespec='seconds'),
             'train_fingerprint': self.train_fingerprint_, 'files': {f: sha256_file(tmp/f) for f in files}})
     return path
-
-SparkALS.save = _save
 
 # %% ../../nbs/12d_spark_als.ipynb #ae2b3482
 _PARTS = ('config.json', 'als/metadata', 'als/userFactors', 'als/itemFactors', 'user_map', 'item_map', 'seen')
@@ -378,19 +380,21 @@ def read_spark_manifest(path:Path|str)->dict:
 def _read_config(path:Path)->dict:
     "The config.json of the SparkALS artifact folder `path`, every key there and of the right type."
     f = path/'config.json'
-    config = _json_object(f)
-    if _field(config, 'model', str, f, repr(SparkALS.name)) != SparkALS.name:
-        raise ArtifactError(f"{f} names the model {config['model']!r}, not {SparkALS.name!r}: {_REDO}")
-    _check_params(SparkALS, _field(config, 'params', dict, f, "an object of SparkALS's parameters"), f)
+    config = read_json_object(f)
+    if artifact_field(config, 'model', str, f, repr(SparkALS.name)) != SparkALS.name:
+        raise ArtifactError(f"{f} names the model {config['model']!r}, not {SparkALS.name!r}: {RESAVE_HINT}")
+    check_artifact_params(SparkALS, artifact_field(config, 'params', dict, f, "an object of SparkALS's parameters"), f)
     for key in ('n_users', 'n_items'):
-        if _field(config, key, int, f, 'a count of ids') < 0 or isinstance(config[key], bool):
-            raise ArtifactError(f"{f}: {key!r} is {config[key]!r}; expected a count of ids: {_REDO}")
-    kinds = _field(config, 'id_kinds', dict, f, "the kinds of the ids")
+        if artifact_field(config, key, int, f, 'a count of ids') < 0 or isinstance(config[key], bool):
+            raise ArtifactError(f"{f}: {key!r} is {config[key]!r}; expected a count of ids: {RESAVE_HINT}")
+    kinds = artifact_field(config, 'id_kinds', dict, f, "the kinds of the ids")
     if set(kinds) != set(ID_COLS) or not all(k in ('int', 'str') for k in kinds.values()):
-        raise ArtifactError(f"{f}: 'id_kinds' is {kinds!r}; expected 'int' or 'str' for each of {', '.join(ID_COLS)}: {_REDO}")
+        raise ArtifactError(f"{f}: 'id_kinds' is {kinds!r}; expected 'int' or 'str' for each of {', '.join(ID_COLS)}: {RESAVE_HINT}")
     return config
 
-def _load(cls, path:Path|str)->SparkALS:
+# %% ../../nbs/12d_spark_als.ipynb #acae76dd
+@patch(cls_method=True)
+def load(cls:SparkALS, path:Path|str)->SparkALS:
     "Load a SparkALS saved with `save`, verifying checksums first."
     from pyspark.errors import PySparkException
     from pyspark.ml.recommendation import ALSModel
@@ -398,13 +402,11 @@ def _load(cls, path:Path|str)->SparkALS:
     path = Path(path).absolute()
     manifest = read_spark_manifest(path)
     config = _read_config(path)
-    model = _new_model(cls, config['params'], path/'config.json')
+    model = model_from_params(cls, config['params'], path/'config.json')
     spark = spark_session()
     read = lambda name: spark.read.parquet((path/name).as_uri())
     try: als = ALSModel.load((path/'als').as_uri())
-    except (PySparkException, Py4JJavaError) as e: raise ArtifactError(f"{path/'als'} is not a model MLlib's ALSModel can load: {_one_line(e)}") from None
+    except (PySparkException, Py4JJavaError) as e: raise ArtifactError(f"{path/'als'} is not a model MLlib's ALSModel can load: {one_line_error(e)}") from None
     model._set_state(als, read('user_map'), read('item_map'), read('seen'),
                      config['n_users'], config['n_items'], config['id_kinds'], manifest['train_fingerprint'])
     return model
-
-SparkALS.load = classmethod(_load)

@@ -15,8 +15,8 @@ import numpy as np
 import pandas as pd
 
 from ..core import DataError
-from ..data import (_CANONICAL, _SEPARATORS, _TEXT_SUFFIXES, DUPLICATE_POLICIES, ID_COLS, TIMESTAMP_UNITS,
-                             IdMap, Interactions, READ_OPTIONS, _check_options, _head, _suffix, _supported, detect_format, sniff_separator)
+from ..data import (CANONICAL_COLUMNS, SEPARATORS, TEXT_SUFFIXES, DUPLICATE_POLICIES, ID_COLS, TIMESTAMP_UNITS,
+                             IdMap, Interactions, READ_OPTIONS, check_read_options, head_lines, format_suffix, supported_formats, detect_format, sniff_separator)
 from .session import SparkUnavailable, spark_session
 
 try:
@@ -250,7 +250,7 @@ def _input(spark, path)->_Input:
 
 def _head_lines(spark, src:_Input, n:int=20)->list:
     "The first `n` lines of a text input."
-    if src.local is not None: return _head(src.local, n)
+    if src.local is not None: return head_lines(src.local, n)
     try: return [r.value for r in spark.read.text(src.uri).limit(n).collect()]
     except (Py4JJavaError, PySparkException) as e: raise DataError(f"could not read {src.path}: {_first_line(e)}") from None
 
@@ -260,13 +260,13 @@ def _first_line(e:Exception)->str:
 def _format_by_name(spark, src:_Input)->str:
     "`detect_format` for what Python cannot open (object stores, globs): the name alone, and a MovieLens CSV's header."
     name = PurePosixPath(src.uri.rstrip('/')).name
-    sfx, lower = _suffix(Path(name)), name.lower()
+    sfx, lower = format_suffix(Path(name)), name.lower()
     if sfx in ('.parquet', '.pq') or not sfx and src.uri.endswith('/'): return 'parquet'  # a prefix/ of part files
     if lower in ('u.data', 'ratings.dat') or (lower == 'ratings.csv' and _head_lines(spark, src, 1)[:1] == ['userId,movieId,rating,timestamp']):
         return 'movielens'
     if sfx == '.inter': return 'recbole'
-    if sfx in _TEXT_SUFFIXES: return 'csv'
-    raise DataError(f"cannot tell the format of {name}; supported: {_supported()}. If it is one of these, pass file_format=")
+    if sfx in TEXT_SUFFIXES: return 'csv'
+    raise DataError(f"cannot tell the format of {name}; supported: {supported_formats()}. If it is one of these, pass file_format=")
 
 def _col(name:str)->Column: return F.col('`' + name.replace('`', '``') + '`')  # any name, dots and all
 
@@ -322,9 +322,9 @@ def _column_plan(path:str, cols:list, renames:dict, columns:dict|None, weight_co
                 raise DataError(f"{path}: weight_column={w!r}, but the file also has a 'weight' column; rename one with columns=")
             now = {r: 'weight' if n == w else n for r, n in now.items()}
     names = list(now.values())
-    if any(c not in names for c in ID_COLS) and len(names) == 1 and (s := next((s for s in _SEPARATORS if s in names[0]), None)):
+    if any(c not in names for c in ID_COLS) and len(names) == 1 and (s := next((s for s in SEPARATORS if s in names[0]), None)):
         raise DataError(f"{path}: a single column {names[0]!r}; is the file separated by {s!r}? pass sep={s!r}")
-    return {r: n for r, n in now.items() if n in _CANONICAL}, [n for n in names if n not in _CANONICAL], bool(rating)
+    return {r: n for r, n in now.items() if n in CANONICAL_COLUMNS}, [n for n in names if n not in CANONICAL_COLUMNS], bool(rating)
 
 _PLAIN_INT = r'^(0|-?[1-9][0-9]*)$'  # the text of an int64 that reads back as the same text: not '007', '+7', ' 7', '7.0'
 
@@ -370,7 +370,7 @@ def read_interactions_spark(path:Path|str, # file, folder of part files, glob, o
                            )->DataFrame: # validated (and filtered) interactions
     "`read_interactions` on Spark: the same formats, options, id rule, rows and messages, as a Spark DataFrame."
     options = {k: v for k, v in locals().items() if k in READ_OPTIONS}  # the arguments above, by READ_OPTIONS' names
-    _check_options(options)
+    check_read_options(options)
     spark = spark or spark_session()
     src = _input(spark, path)
     try:
@@ -399,7 +399,7 @@ def read_interactions_spark(path:Path|str, # file, folder of part files, glob, o
         if failure is not None: raise failure
         name = PurePosixPath(src.path).name
         if rating: log.info("%s: column 'rating' is the weight (weight_column='none' ignores it)", name)
-        if unused: log.warning("%s: column(s) %s not used (only %s are)", name, ', '.join(map(repr, unused)), ', '.join(_CANONICAL))
+        if unused: log.warning("%s: column(s) %s not used (only %s are)", name, ', '.join(map(repr, unused)), ', '.join(CANONICAL_COLUMNS))
         out = validate_interactions_spark(df.select(*[typed(res, r).alias(n) for r, n in keep.items()]), duplicates, timestamp_unit)
         if rating_threshold is not None:
             if 'weight' not in keep.values():

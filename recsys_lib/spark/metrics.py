@@ -14,14 +14,14 @@ import numpy as np
 import pandas as pd
 
 from ..core import DataError
-from ..metrics import ACCURACY_METRICS, _as_ks, _ideal_dcg
+from ..metrics import ACCURACY_METRICS, as_ks, ideal_dcg
 from .session import SparkUnavailable, spark_session
 
 try: from pyspark.sql import DataFrame, Window, functions as F, types as T
 except ImportError: raise SparkUnavailable("recsys_lib.spark.metrics needs PySpark: pip install 'recsys_lib[spark]'") from None
 
 # %% auto #0
-__all__ = ['spark_per_user_metrics', 'spark_calc_metrics']
+__all__ = ['per_user_metrics_spark', 'calc_metrics_spark']
 
 # %% ../../nbs/12c_spark_metrics.ipynb #d76740b2
 def _spark_type(dtype) -> T.DataType:
@@ -134,7 +134,7 @@ def _ranked(reco:DataFrame, has_rank:bool, kmax:int) -> DataFrame:
 class _SparkEval:
     "Validated inputs and the lazy tables the metrics are computed from."
     def __init__(self, reco, truth, k, users, train=None, catalog=None):
-        self.ks = _as_ks(k)
+        self.ks = as_ks(k)
         if users not in ('truth', 'common'): raise DataError(f"users must be 'truth' or 'common', got {users!r}")
         self.truth, self.reco = truth, reco = _as_spark(truth, 'truth'), _as_spark(reco, 'reco')
         parts = [_pairs_counts(truth, 'truth'), _reco_counts(reco)]
@@ -173,7 +173,7 @@ class _SparkEval:
             aggs += [_count_if(m).alias(f'_h{k}'), F.sum(F.when(m, gain)).alias(f'_dcg{k}'),
                      F.sum(F.when(m, F.col('_nth') / rank)).alias(f'_ap{k}')]
         per = self.rel.join(self.hits.withColumn('_nth', nth).groupBy('user_id').agg(*aggs), 'user_id', 'left')
-        ideal = F.lit([float(x) for x in _ideal_dcg(kmax)])
+        ideal = F.lit([float(x) for x in ideal_dcg(kmax)])
         n_rel, first = F.col('n_rel'), F.col('_first')
         cols = []
         for k in ks:
@@ -186,7 +186,7 @@ class _SparkEval:
         return per.select('user_id', *cols)
 
 # %% ../../nbs/12c_spark_metrics.ipynb #e93ae43e
-def spark_per_user_metrics(reco, # Spark or pandas: user_id, item_id and rank (1 = best) or score (higher = better)
+def per_user_metrics_spark(reco, # Spark or pandas: user_id, item_id and rank (1 = best) or score (higher = better)
                            truth, # Spark or pandas: user_id, item_id, the relevant items of each user
                            k:int|Sequence[int]=10, # cut-off, or several: hits are found once, at the largest
                            users:str='truth', # evaluate every truth user ('truth') or users in both tables ('common')
@@ -209,7 +209,7 @@ def _train_stats(train:DataFrame):
     return stats, tr.agg(F.countDistinct('user_id').alias('_n_train_users'))
 
 # %% ../../nbs/12c_spark_metrics.ipynb #73c6764f
-def spark_calc_metrics(reco, # Spark or pandas: user_id, item_id and rank (1 = best) or score (higher = better)
+def calc_metrics_spark(reco, # Spark or pandas: user_id, item_id and rank (1 = best) or score (higher = better)
                        truth, # Spark or pandas: user_id, item_id, the relevant items of each user
                        k:int|Sequence[int]=10, # cut-off, or several: hits are found once, at the largest
                        train=None, # Spark or pandas: user_id, item_id the model learnt from; adds novelty and ARP

@@ -1,5 +1,5 @@
-"""What a pipeline notebook calls when its parameter `engine` is `"spark"`: data preparation, the frozen split,
-fitting and evaluation with the data in Spark, so the notebook's steps stay the same on either engine.
+"""`SparkEngine`: what a pipeline notebook's steps do when its parameter `engine` is `"spark"`: data preparation, the
+frozen split, fitting, evaluation, batch scoring and drift counts with the data in Spark, under the verbs of `LocalEngine`.
 
 Docs: https://recsys-lib.github.io/recsys_lib/spark_pipeline.html.md"""
 
@@ -7,82 +7,98 @@ Docs: https://recsys-lib.github.io/recsys_lib/spark_pipeline.html.md"""
 
 # %% ../../nbs/12e_spark_pipeline.ipynb #b07da248
 from __future__ import annotations
-import json, logging, tempfile
+import logging, tempfile
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
-from pyspark.sql import DataFrame, functions as F, types as T
+from fastcore.basics import patch
+from pyspark.sql import DataFrame, Window, functions as F, types as T
 
 from ..core import DataError, atomic_path, json_marker, write_json
-from ..settings import load_settings
-from ..evaluation import Evaluation, _segment_args, _segments
-from ..metrics import _as_ks
+from ..settings import Settings
+from ..evaluation import Evaluation, check_segment_args, segment_table
+from ..metrics import as_ks
 from ..models import Recommender, model_class
 from ..monitor import PSI_EPS, DriftReport, drift_report_from_counts
-from ..pipeline import PROTOCOLS, _synthetic, read_options, read_users, synthetic_path
-from .als import SparkALS, spark_fingerprint
+from ..pipeline import PARTS, PROTOCOLS, check_table, data_file, read_options, read_users
+from .als import SparkALS, fingerprint_spark
 from .data import (SparkSplit, fit_id_maps_spark, leave_last_out_spark, read_interactions_spark,
                                    temporal_split_spark, to_interactions)
-from .metrics import spark_calc_metrics, spark_per_user_metrics
-from .scoring import spark_recommend
+from .metrics import calc_metrics_spark, per_user_metrics_spark
+from .scoring import batch_recommend_spark, recommend_spark
 from .session import spark_session
 
 log = logging.getLogger(__name__)
 
 # %% auto #0
-__all__ = ['log', 'load_data_spark', 'frozen_split_spark', 'fit_spark_split', 'recommend_spark', 'evaluate_spark_split',
-           'evaluate_model_spark', 'segment_metrics_spark', 'drift_report_spark', 'read_users_spark',
-           'batch_recommend_spark', 'check_batch_output_spark']
+__all__ = ['log', 'SparkEngine']
 
 # %% ../../nbs/12e_spark_pipeline.ipynb #a114c5af
-_PARTS = ('train', 'valid', 'test')
+class SparkEngine:
+    "The pipelines' steps with the data in Spark: data are Spark DataFrames, splits are `SparkSplit`s."
+    name = 'spark'
+    def __init__(self, settings:Settings): self.settings, self.spark = settings, spark_session(settings)
+    def __repr__(self): return f"SparkEngine(profile={self.settings.profile!r}, master={self.spark.sparkContext.master!r})"
 
-def load_data_spark(data_path:str|None=None, # interactions (file, folder of parts, glob, s3a:// URI) or a 'synthetic:<preset>:seed<n>' source; None: the preset below
-                    preset:str='small', # key of SYNTHETIC_PRESETS, used when data_path is None
-                    seed:int=0, # seed of the synthetic data
-                    profile:str|None=None, # settings profile (data_dir, Spark session)
-                    **options, # read options (`READ_OPTIONS`): columns, weight_column, rating_threshold, min_user_interactions, ...
-                   )->DataFrame:
-    "`load_data` on Spark: validated (and filtered) interactions, read with the same options and id rule, as a Spark DataFrame."
-    options = read_options(**options)
-    if data_path is not None and str(data_path).startswith('synthetic:'): (preset, seed), data_path = _synthetic(str(data_path)), None
-    path = str(data_path) if data_path is not None else str(synthetic_path(preset, seed, profile))
-    return read_interactions_spark(path, spark=spark_session(profile), **options)
+    def load_data(self, data_path:str|None=None, # interactions (file, folder of parts, glob, s3a:// URI) or a 'synthetic:<preset>:seed<n>' source
+                  preset:str='small', seed:int=0, # the synthetic data, when data_path is None
+                  **options, # read options (`READ_OPTIONS`): columns, weight_column, rating_threshold, min_user_interactions, ...
+                 )->DataFrame:
+        "`load_data` on Spark: validated (and filtered) interactions, read with the same options and id rule."
+        options = read_options(**options)
+        return read_interactions_spark(str(data_file(data_path, preset, seed, self.settings)), spark=self.spark, **options)
 
+    def fingerprint(self, data:DataFrame)->str:
+        "`fingerprint_spark`: the same rows in any order give the same fingerprint, which keys the frozen split."
+        return fingerprint_spark(data)
+
+    def read_split(self, path:Path|str)->SparkSplit:
+        "The split stored at `path` by either engine."
+        path = Path(path)
+        if not (path/'split.parquet').exists(): raise DataError(f"{path} holds no frozen split (split.parquet is missing)")
+        # a local split is one file written by pandas, with nanosecond times, which Spark's Parquet reader refuses
+        stored = (self.spark.read.parquet(str(path/'split.parquet')) if (path/'split.parquet').is_dir()
+                  else self.spark.createDataFrame(pd.read_parquet(path/'split.parquet')))
+        return SparkSplit(*(stored.filter(F.col('part') == n).drop('part') for n in PARTS))
+
+# %% ../../nbs/12e_spark_pipeline.ipynb #eb4aacce
 def _split_spark(df:DataFrame, protocol:str)->SparkSplit:
+    "The split of `df` under `protocol`, computed on Spark."
     if protocol == 'leave_last_out': return leave_last_out_spark(df, n_test=1, n_valid=1)
     if protocol == 'temporal': return temporal_split_spark(df, test_quantile=0.9, valid_quantile=0.8)
     if protocol == 'random': raise DataError("split protocol 'random' is not available with engine='spark'; use leave_last_out or temporal")
     raise DataError(f"split protocol {protocol!r}; expected one of {PROTOCOLS}")
 
-def frozen_split_spark(df:DataFrame, # validated interactions
-                       protocol:str='leave_last_out', # 'leave_last_out' (1 valid + 1 test per user) or 'temporal' (80/10/10 by time)
-                       profile:str|None=None,
-                       fingerprint:str|None=None, # `spark_fingerprint(df)`, when the caller has it already (it is a pass over the data)
-                      )->tuple: # (SparkSplit, the folder it is stored in)
-    "The split of `df` under `protocol`, computed once on Spark and then read from `data_dir/splits/`."
-    fingerprint = fingerprint or spark_fingerprint(df)
-    key = f"{fingerprint.split(':')[1][:16]}-{protocol}-spark"
-    path = load_settings(profile).data_dir/'splits'/key
-    spark = df.sparkSession
+@patch
+def frozen_split(self:SparkEngine, data:DataFrame, # validated interactions
+                 protocol:str='leave_last_out', # 'leave_last_out' (1 valid + 1 test per user) or 'temporal' (80/10/10 by time)
+                 seed:int=0, # the seed of a random split, which Spark does not offer: unused
+                 fingerprint:str|None=None, # `fingerprint(data)`, when the caller has it already (it is a pass over the data)
+                )->tuple: # (SparkSplit, the folder it is stored in)
+    "The split of `data` under `protocol`, computed once on Spark and then read from `data_dir/splits/`."
+    fingerprint = fingerprint or fingerprint_spark(data)
+    path = self.settings.data_dir/'splits'/f"{fingerprint.split(':')[1][:16]}-{protocol}-spark"
     if not (path/'split.json').is_file():
-        split = _split_spark(df, protocol)
-        parts = [p.withColumn('part', F.lit(name)) for name, p in zip(_PARTS, split)]
-        labelled = parts[0].unionByName(parts[1]).unionByName(parts[2])
+        labelled = None
+        for name, part in zip(PARTS, _split_spark(data, protocol)):
+            part = part.withColumn('part', F.lit(name))
+            labelled = part if labelled is None else labelled.unionByName(part)
         with atomic_path(path, is_dir=True, previous=json_marker('split.json', 'protocol')) as tmp:
             labelled.write.parquet(str(tmp/'split.parquet'))
             rows = {r['part']: r['n'] for r in labelled.groupBy('part').agg(F.count(F.lit(1)).alias('n')).collect()}
             write_json(tmp/'split.json', {'protocol': protocol, 'engine': 'spark', 'fingerprint': fingerprint,
-                                          'rows': {n: rows.get(n, 0) for n in _PARTS}})
-    stored = spark.read.parquet(str(path/'split.parquet'))
-    return SparkSplit(*(stored.filter(F.col('part') == n).drop('part') for n in _PARTS)), path
+                                          'rows': {n: rows.get(n, 0) for n in PARTS}})
+    stored = self.spark.read.parquet(str(path/'split.parquet'))
+    return SparkSplit(*(stored.filter(F.col('part') == n).drop('part') for n in PARTS)), path
 
 # %% ../../nbs/12e_spark_pipeline.ipynb #81109a27
-def fit_spark_split(model:str, # a key of recsys_lib.models.MODELS, or 'spark_als'
-                    model_params:dict, # the model's constructor arguments
-                    split:SparkSplit,
-                    max_bytes:int=2 * 2**30, # largest training data collected for a single-machine model
-                   )->Recommender:
+@patch
+def fit(self:SparkEngine, model:str, # a key of recsys_lib.models.MODELS, or 'spark_als'
+        model_params:dict, # the model's constructor arguments
+        split:SparkSplit,
+        max_bytes:int=2 * 2**30, # largest training data collected for a single-machine model
+       )->Recommender:
     "Fit `model` on a Spark split; Spark ALS trains on the cluster and hands over its factors."
     if model == 'spark_als': return SparkALS(**model_params).fit(split.train).to_local(max_bytes)
     cls = model_class(model)
@@ -93,13 +109,10 @@ def fit_spark_split(model:str, # a key of recsys_lib.models.MODELS, or 'spark_al
     return cls(**model_params).fit(train, valid)
 
 # %% ../../nbs/12e_spark_pipeline.ipynb #2c9f2012
-def recommend_spark(model:Recommender, # a fitted or loaded model, e.g. from `load_registered_model`
-                    users=None, # Spark DataFrame with user_id, a list of ids, or None: every user with training data
-                    k:int=10, **kwargs, # more arguments of `spark_recommend`
-                   )->DataFrame: # lazy: user_id, item_id, score, rank
-    "`spark_recommend` for a model in memory: its artifact is written to a temporary folder, read and broadcast."
+def _recommend(model:Recommender, users=None, k:int=10)->DataFrame:
+    "`recommend_spark` for a model in memory: its artifact is written to a temporary folder, read and broadcast."
     with tempfile.TemporaryDirectory(prefix='recsys-spark-model-') as d:
-        return spark_recommend(model.save(Path(d)/'model'), users, k=k, **kwargs)
+        return recommend_spark(model.save(Path(d)/'model'), users, k=k)
 
 def _lists(model:Recommender, holdout:DataFrame, k:int, exclude:DataFrame|None)->DataFrame:
     "Top-`k` lists of the holdout users with the `exclude` pairs kept out, as `evaluate_model` makes them."
@@ -108,31 +121,32 @@ def _lists(model:Recommender, holdout:DataFrame, k:int, exclude:DataFrame|None)-
     if exclude is not None:
         ex = exclude.select('user_id', 'item_id').join(users, 'user_id').distinct()
         extra = ex.groupBy('user_id').count().agg(F.max('count')).first()[0] or 0
-    reco = recommend_spark(model, users, k=min(k + extra, max(k, len(model.item_map_))))
+    reco = _recommend(model, users, k=min(k + extra, max(k, len(model.item_map_))))
     if extra:
-        from pyspark.sql import Window
         reco = reco.join(ex, ['user_id', 'item_id'], 'left_anti')
         reco = reco.withColumn('rank', F.row_number().over(Window.partitionBy('user_id').orderBy('rank')).cast('int'))
     return reco.filter(F.col('rank') <= k)
 
-def evaluate_spark_split(model:Recommender, split:SparkSplit, k:int=10)->pd.DataFrame: # metrics x ('valid', 'test')
+@patch
+def evaluate_split(self:SparkEngine, model:Recommender, split:SparkSplit, k:int=10)->pd.DataFrame: # metrics x ('valid', 'test')
     "Validation and test metrics of a fitted model on a Spark split, computed on Spark."
     out = {}
     for name, holdout, exclude in (('valid', split.valid, None), ('test', split.test, split.valid)):
         if not holdout.limit(1).count(): continue
-        out[name] = spark_calc_metrics(_lists(model, holdout, k, exclude), holdout, k, train=split.train)
+        out[name] = calc_metrics_spark(_lists(model, holdout, k, exclude), holdout, k, train=split.train)
     return pd.DataFrame(out)
 
 # %% ../../nbs/12e_spark_pipeline.ipynb #97c8bc2c
-def evaluate_model_spark(model:Recommender, # a fitted recsys_lib model
-                         holdout:DataFrame, # the ground truth: user_id, item_id
-                         k:int|list=10, # cut-off, or several
-                         train:DataFrame|None=None, # what the model learnt from: adds novelty and ARP, and is the coverage catalogue
-                         exclude:DataFrame|None=None, # more (user_id, item_id) pairs to keep out of the lists
-                         max_bytes:int=2 * 2**30, # largest per-user table brought to the driver
-                        )->Evaluation: # per_user and summary in pandas; reco and truth are Spark DataFrames
+@patch
+def evaluate(self:SparkEngine, model:Recommender, # a fitted recsys_lib model
+             holdout:DataFrame, # the ground truth: user_id, item_id
+             k:int|list=10, # cut-off, or several
+             train:DataFrame|None=None, # what the model learnt from: adds novelty and ARP, and is the coverage catalogue
+             exclude:DataFrame|None=None, # more (user_id, item_id) pairs to keep out of the lists
+             max_bytes:int=2 * 2**30, # largest per-user table brought to the driver
+            )->Evaluation: # per_user and summary in pandas; reco and truth are Spark DataFrames
     "`evaluate_model` on Spark: lists, per-user metrics and summary computed there; the per-user table comes back."
-    ks = _as_ks(k)
+    ks = as_ks(k)
     if not isinstance(model, Recommender): raise DataError(f"model must be a recsys_lib Recommender, got {type(model).__name__}")
     n_users = holdout.select('user_id').distinct().count()
     size = n_users * (6 * len(ks) + 1) * 8
@@ -140,21 +154,24 @@ def evaluate_model_spark(model:Recommender, # a fitted recsys_lib model
         raise DataError(f"the per-user metrics of {n_users:,} holdout users take about {size / 2**30:.1f} GiB, more than "
                         f"max_bytes={max_bytes / 2**30:.1f} GiB; sample the holdout users or raise max_bytes")
     reco = _lists(model, holdout, ks[-1], exclude).persist()
-    per_user = spark_per_user_metrics(reco, holdout, ks).toPandas().set_index('user_id')
-    summary = spark_calc_metrics(reco, holdout, ks, train=train, catalog=None if train is not None else len(model.item_map_))
+    per_user = per_user_metrics_spark(reco, holdout, ks).toPandas().set_index('user_id')
+    summary = calc_metrics_spark(reco, holdout, ks, train=train, catalog=None if train is not None else len(model.item_map_))
     return Evaluation(per_user, summary, reco, holdout.select('user_id', 'item_id'), ks)
 
-def segment_metrics_spark(ev:Evaluation, # from `evaluate_model_spark`
-                          train:DataFrame, # what the model learnt from: user activity and item counts
-                          metrics:list|None=None, # per-user columns; default ndcg, recall and hit_rate at the largest k
-                          activity_bins=3, # quantile buckets of train activity, or right-closed edges
-                          cold_max:int=0, # items with at most this many train interactions are cold
-                          ci:bool=False, n_boot:int=1000, alpha:float=0.05, seed:int|None=0,
-                         )->pd.DataFrame: # the table of `segment_metrics`
+
+# %% ../../nbs/12e_spark_pipeline.ipynb #3069756d
+@patch
+def segment_metrics(self:SparkEngine, ev:Evaluation, # from `SparkEngine.evaluate`
+                    train:DataFrame, # what the model learnt from: user activity and item counts
+                    metrics:list|None=None, # per-user columns; default ndcg, recall and hit_rate at the largest k
+                    activity_bins=3, # quantile buckets of train activity, or right-closed edges
+                    cold_max:int=0, # items with at most this many train interactions are cold
+                    ci:bool=False, n_boot:int=1000, alpha:float=0.05, seed:int|None=0,
+                   )->pd.DataFrame: # the table of `segment_metrics`
     "`segment_metrics` with the counting on Spark: user activity buckets, and cold versus warm holdout items."
-    if not isinstance(ev.reco, DataFrame): raise DataError("segment_metrics_spark needs an Evaluation from evaluate_model_spark; use segment_metrics for a local one")
+    if not isinstance(ev.reco, DataFrame): raise DataError("SparkEngine.segment_metrics needs an Evaluation from SparkEngine.evaluate; use segment_metrics for a local one")
     pu = ev.per_user
-    metrics = _segment_args(pu, metrics, cold_max, ci, n_boot, alpha)
+    metrics = check_segment_args(pu, metrics, cold_max, ci, n_boot, alpha)
     tr = train.select('user_id', 'item_id')
     activity = tr.join(ev.truth.select('user_id').distinct(), 'user_id', 'left_semi').groupBy('user_id').count().toPandas()
     counts = activity.set_index('user_id')['count'].reindex(pu.index, fill_value=0).to_numpy()
@@ -167,12 +184,13 @@ def segment_metrics_spark(ev:Evaluation, # from `evaluate_model_spark`
     for cold in (True, False):
         rows, items = (stats[cold]['rows'], stats[cold]['items']) if cold in stats else (0, 0)
         part = truth.filter(F.col('cold') == cold).select('user_id', 'item_id')
-        m = spark_per_user_metrics(ev.reco, part, ks).toPandas().set_index('user_id')[metrics] if rows else None
+        m = per_user_metrics_spark(ev.reco, part, ks).toPandas().set_index('user_id')[metrics] if rows else None
         novelty.append((f"{rows / total:.1%}", items, m))
-    return _segments(pu[metrics], counts, novelty, activity_bins, cold_max, ci, n_boot, alpha, seed)
+    return segment_table(pu[metrics], counts, novelty, activity_bins, cold_max, ci, n_boot, alpha, seed)
 
 # %% ../../nbs/12e_spark_pipeline.ipynb #b92ba252
 def _id_counts(df:DataFrame, col:str)->pd.Series:
+    "Interactions per id of `col`, counted on Spark."
     return df.groupBy(col).agg(F.count(F.lit(1)).alias('n')).toPandas().set_index(col)['n']
 
 def _check_ids_spark(df, name:str):
@@ -185,11 +203,13 @@ def _check_ids_spark(df, name:str):
         if row[c]: raise DataError(f"{name} {c} holds {row[c]:,} null value(s)")
 
 def _scores_of(x):
+    "Scores as an array: a Spark DataFrame's `score` column collected, anything else as it is."
     return x.select('score').toPandas()['score'].to_numpy(float) if isinstance(x, DataFrame) else x
 
-def drift_report_spark(train:DataFrame, # the data the production model learnt from: user_id, item_id
+@patch
+def drift_report(self:SparkEngine, train:DataFrame, # the data the production model learnt from: user_id, item_id
                        window:DataFrame, # the new interactions to check
-                       scores_ref=None, # optional reference scores: a Spark DataFrame with `score` (e.g. `recommend_spark`), or an array ...
+                       scores_ref=None, # optional reference scores: an array (`scores`) or a Spark DataFrame with `score` ...
                        scores_new=None, # ... and the new ones; both or neither
                        thresholds:dict|None=None, n_bins:int=10, eps:float=PSI_EPS,
                       )->DriftReport:
@@ -198,16 +218,31 @@ def drift_report_spark(train:DataFrame, # the data the production model learnt f
     counts = [(_id_counts(train, c), _id_counts(window, c)) for c in ('item_id', 'user_id')]
     return drift_report_from_counts(*counts, _scores_of(scores_ref), _scores_of(scores_new), thresholds, n_bins, eps)
 
+@patch
+def scores(self:SparkEngine, model:Recommender, data:DataFrame, k:int=10)->np.ndarray:
+    "The scores of the model's top-`k` lists for the users in `data`, scored on the executors and collected."
+    return _scores_of(_recommend(model, data.select('user_id').distinct(), k=k))
+
+@patch
+def held_out(self:SparkEngine, split:SparkSplit)->DataFrame:
+    "The valid and test events of a split, together: the demo window of the monitor pipeline."
+    return split.valid.unionByName(split.test)
+
+@patch
+def count(self:SparkEngine, data:DataFrame)->int:
+    "Rows of a Spark DataFrame (a pass over it)."
+    return data.count()
+
 # %% ../../nbs/12e_spark_pipeline.ipynb #3dc78892
-def read_users_spark(path:str|Path, # a file or folder with a user_id column; a local file is read as `read_users` reads it
-                     model:Recommender|None=None, # the ids are read as the kind it was trained on
-                     spark=None)->DataFrame:
+@patch
+def read_users(self:SparkEngine, path:str|Path, # a file or folder with a user_id column; a local file is read as `read_users` reads it
+               model:Recommender|None=None, # the ids are read as the kind it was trained on
+              )->DataFrame:
     "The distinct `user_id` values of a file or folder, exactly as written, as a one-column Spark DataFrame."
-    spark = spark or spark_session()
     p = str(path)
     if '://' not in p or p.startswith('file:'):  # a user list fits the driver: the local reader's formats and id rule
-        return spark.createDataFrame(pd.DataFrame({'user_id': read_users(p.removeprefix('file://').removeprefix('file:'), model)}))
-    df = spark.read.option('header', True).csv(p) if '.csv' in p.lower() else spark.read.parquet(p)  # text stays text
+        return self.spark.createDataFrame(pd.DataFrame({'user_id': read_users(p.removeprefix('file://').removeprefix('file:'), model)}))
+    df = self.spark.read.option('header', True).csv(p) if '.csv' in p.lower() else self.spark.read.parquet(p)  # text stays text
     if 'user_id' not in df.columns: raise DataError(f"{path} has no 'user_id' column; columns: {df.columns}")
     users = df.select('user_id').dropna().distinct()
     if model is None or not pd.api.types.is_integer_dtype(model.user_map_.ids) or not isinstance(users.schema['user_id'].dataType, T.StringType):
@@ -218,24 +253,32 @@ def read_users_spark(path:str|Path, # a file or folder with a user_id column; a 
                             "but the model's ids are integers; '007' is not user 7")
     return users.select(as_int.alias('user_id'))
 
-def batch_recommend_spark(model:Recommender, # a fitted or loaded model
-                          dest:Path|str, # output folder, replaced atomically
-                          users:DataFrame|None=None, # user_id column; None: every user with training data
-                          k:int=10, batch_size:int=4096)->dict: # the output's manifest
-    "`batch_recommend` on Spark: the model is shipped to the executors once, users scored in blocks there."
-    from recsys_lib.spark.scoring import spark_batch_recommend
-    with tempfile.TemporaryDirectory(prefix='recsys-spark-model-') as d:
-        return spark_batch_recommend(model.save(Path(d)/'model'), dest, users=users, k=k, batch_size=batch_size)
+@patch
+def active_users(self:SparkEngine, model:Recommender, users:DataFrame|None=None)->DataFrame:
+    "The users a batch output must cover: `users`, or every user the model was trained on, as a Spark DataFrame."
+    return users if users is not None else self.spark.createDataFrame(pd.DataFrame({'user_id': model.trained_users}))
 
-def check_batch_output_spark(out:Path|str, # a `spark_batch_recommend` / `batch_recommend` output folder
-                             active_users:DataFrame, # user_id of the users who must be covered
-                             n_items:int, k:int,
-                             previous:Path|str|None=None, # the previously published output folder, if any
-                             min_active_share:float=0.99, min_item_coverage:float=0.01)->pd.DataFrame:
+@patch
+def batch_recommend(self:SparkEngine, model:Recommender, # a fitted or loaded model
+                    dest:Path|str, # output folder, replaced atomically
+                    users:DataFrame|None=None, # user_id column; None: every user with training data
+                    k:int=10, block_users:int=4096,
+                    backend:str='numpy', device:str='cpu', # the local engine's choices: the executors score with numpy
+                   )->dict: # the output's manifest
+    "`batch_recommend` on Spark: the model is shipped to the executors once, users scored in blocks there."
+    with tempfile.TemporaryDirectory(prefix='recsys-spark-model-') as d:
+        return batch_recommend_spark(model.save(Path(d)/'model'), dest, users=users, k=k, block_users=block_users)
+
+
+# %% ../../nbs/12e_spark_pipeline.ipynb #87e5f70d
+@patch
+def check_batch_output(self:SparkEngine, out:Path|str, # a `batch_recommend_spark` / `batch_recommend` output folder
+                       active_users:DataFrame, # user_id of the users who must be covered
+                       n_items:int, k:int,
+                       previous:Path|str|None=None, # the previously published output folder, if any
+                       min_active_share:float=0.99, min_item_coverage:float=0.01)->pd.DataFrame:
     "`check_batch_output` computed on Spark: rows, share of active users with a full list, item coverage, overlap."
-    from recsys_lib.pipeline import check_table
-    spark = active_users.sparkSession
-    reco = spark.read.parquet(str(out))
+    reco = self.spark.read.parquet(str(out))
     per_user = reco.groupBy('user_id').agg(F.count(F.lit(1)).alias('n'))
     stats = reco.agg(F.count(F.lit(1)).alias('rows'), F.count_distinct('item_id').alias('items')).first()
     active = active_users.select('user_id').distinct()
@@ -246,7 +289,7 @@ def check_batch_output_spark(out:Path|str, # a `spark_batch_recommend` / `batch_
             ('active_user_share', share, min_active_share, share >= min_active_share),
             ('item_coverage', coverage, min_item_coverage, coverage >= min_item_coverage)]
     if previous is not None and (Path(previous)/'_manifest.json').is_file():
-        prev = spark.read.parquet(str(previous)).select('user_id', 'item_id')
+        prev = self.spark.read.parquet(str(previous)).select('user_id', 'item_id')
         prev_n = prev.groupBy('user_id').agg(F.count(F.lit(1)).alias('m'))
         shared = reco.select('user_id', 'item_id').join(prev, ['user_id', 'item_id']).groupBy('user_id').agg(F.count(F.lit(1)).alias('s'))
         jac = (per_user.join(prev_n, 'user_id').join(shared, 'user_id', 'left').fillna(0, ['s'])

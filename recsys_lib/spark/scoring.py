@@ -19,13 +19,13 @@ import pandas as pd
 import recsys_lib
 from ..core import DataError, atomic_path, json_marker, sha256_file, write_json
 from ..models import (
-    ArtifactError, Recommender, _REDO, _id_kind, _id_kind_message, _read_idmap, load_model, read_config, read_manifest)
+    RESAVE_HINT, ArtifactError, Recommender, id_kind, id_kind_message, load_model, read_config, read_idmap, read_manifest)
 from .session import spark_session
 
 log = logging.getLogger(__name__)
 
 # %% auto #0
-__all__ = ['log', 'model_payload', 'executor_model', 'model_loads', 'score_partition', 'spark_recommend', 'spark_batch_recommend']
+__all__ = ['log', 'model_payload', 'executor_model', 'model_loads', 'score_partition', 'recommend_spark', 'batch_recommend_spark']
 
 # %% ../../nbs/12b_spark_scoring.ipynb #6e16c12d
 def model_payload(model_path:Path|str)->tuple[str, dict[str, bytes]]:
@@ -87,13 +87,12 @@ def score_partition(batches, # iterator of pandas frames with a `user_id` column
                     key:str, payload, # from `model_payload` (payload: the broadcast)
                     k:int=10, exclude_seen:bool=True,
                     items=None, # candidate item ids known to the model, or None for the whole catalogue
-                    batch_size:int=4096, # users per call to `recommend`
+                    block_users:int=4096, # users per call to `recommend`, scored at once
                    ):
-    "Yield `recommend`'s top-`k` frame for each block of `batch_size` users."
-    for ids in _blocks(batches, batch_size):
+    "Yield `recommend`'s top-`k` frame for each block of `block_users` users."
+    for ids in _blocks(batches, block_users):
         model = executor_model(key, payload)
-        model.batch_size = batch_size  # one scoring block per call; the ranking does not depend on it
-        yield model.recommend(ids, k=k, exclude_seen=exclude_seen, items=items)
+        yield model.recommend(ids, k=k, exclude_seen=exclude_seen, items=items, block_users=block_users)
 
 # %% ../../nbs/12b_spark_scoring.ipynb #7773fd3c
 class _Plan(NamedTuple):
@@ -111,24 +110,24 @@ def _seen_indptr(f:Path, n_users:int)->np.ndarray:
     "The row pointers of the training history in the artifact file `f` (arrays.npz), read without the other arrays."
     try:
         with np.load(f, allow_pickle=False) as z: indptr = z['base.seen_indptr']
-    except KeyError: raise ArtifactError(f"{f} has no array 'base.seen_indptr': {_REDO}") from None
+    except KeyError: raise ArtifactError(f"{f} has no array 'base.seen_indptr': {RESAVE_HINT}") from None
     except (zipfile.BadZipFile, ValueError, OSError) as e: raise ArtifactError(f"{f} cannot be read ({e})") from None
     if indptr.shape != (n_users + 1,) or indptr.dtype.kind not in 'iu':
-        raise ArtifactError(f"{f}: 'base.seen_indptr' is {indptr.dtype} of shape {indptr.shape}; the user map holds {n_users} users: {_REDO}")
+        raise ArtifactError(f"{f}: 'base.seen_indptr' is {indptr.dtype} of shape {indptr.shape}; the user map holds {n_users} users: {RESAVE_HINT}")
     return indptr
 
 def _plan(model_path, k, items, what:str)->_Plan:
     key, files = model_payload(model_path)
     path = Path(model_path)
     manifest, config = json.loads(files['manifest.json']), read_config(path)
-    user_map, item_map = _read_idmap(path/'user_map.json'), _read_idmap(path/'item_map.json')
+    user_map, item_map = read_idmap(path/'user_map.json'), read_idmap(path/'item_map.json')
     indptr = _seen_indptr(path/'arrays.npz', len(user_map))
     probe = Recommender(); probe.item_map_ = item_map  # enough for the request checks: k and the candidates
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter('always')
-        mask = probe._check_request(k, items, what)
+        mask = probe.check_request(k, items, what)
     for w in caught: log.warning(str(w.message))
-    return _Plan(key, files, config['model'], manifest['train_fingerprint'], _id_kind(user_map.ids), user_map.ids[0], _id_kind(item_map.ids),
+    return _Plan(key, files, config['model'], manifest['train_fingerprint'], id_kind(user_map.ids), user_map.ids[0], id_kind(item_map.ids),
                  int((np.diff(indptr) > 0).sum()), None if mask is None else item_map.ids.to_numpy()[mask])
 
 _SPARK_TYPE = {'int': 'long', 'str': 'string'}
@@ -152,7 +151,7 @@ def _users_frame(spark, users, plan:_Plan, bc, partitions:int, what:str):
         if not isinstance(users, DataFrame):
             ids = np.atleast_1d(np.asarray(users))
             if len(ids) == 0: raise DataError(f"{what}: users is empty; pass at least one id, or None for every trained user")
-            if _id_kind(ids) != plan.user_kind: raise DataError(f"{what}: {_id_kind_message('users', plan.user_example)}")
+            if id_kind(ids) != plan.user_kind: raise DataError(f"{what}: {id_kind_message('users', plan.user_example)}")
             users = spark.createDataFrame(pd.DataFrame({'user_id': ids.astype('int64' if plan.user_kind == 'int' else object)}), f'user_id {utype}')
         if 'user_id' not in users.columns:
             raise DataError(f"{what}: users has no user_id column (columns: {', '.join(users.columns) or 'none'}); rename the id column to user_id")
@@ -172,9 +171,10 @@ def _local_python(spark):
         log.info("Spark Python workers: %s (was %s)", sys.executable, sc.pythonExec)
         sc.pythonExec = sys.executable
 
-def _scored(spark, model_path, users, k, exclude_seen, items, batch_size, partitions, what):
+# %% ../../nbs/12b_spark_scoring.ipynb #af5887dd
+def _scored(spark, model_path, users, k, exclude_seen, items, block_users, partitions, what):
     "(scored DataFrame, plan, broadcast, partitions)"
-    if not isinstance(batch_size, (int, np.integer)) or batch_size < 1: raise DataError(f"batch_size={batch_size!r}; expected a positive integer")
+    if not isinstance(block_users, (int, np.integer)) or block_users < 1: raise DataError(f"block_users={block_users!r}; expected a positive integer")
     spark = spark or spark_session()
     _local_python(spark)
     partitions = int(partitions or spark.conf.get('spark.sql.shuffle.partitions'))
@@ -182,22 +182,22 @@ def _scored(spark, model_path, users, k, exclude_seen, items, batch_size, partit
     plan = _plan(model_path, k, items, what)
     bc = spark.sparkContext.broadcast(plan.files)
     plan = plan._replace(files=None)  # the driver keeps no second copy
-    fn = functools.partial(score_partition, key=plan.key, payload=bc, k=k, exclude_seen=exclude_seen, items=plan.items, batch_size=batch_size)
+    fn = functools.partial(score_partition, key=plan.key, payload=bc, k=k, exclude_seen=exclude_seen, items=plan.items, block_users=block_users)
     schema = f"user_id {_SPARK_TYPE[plan.user_kind]}, item_id {_SPARK_TYPE[plan.item_kind]}, score float, rank int, fallback boolean"
     return _users_frame(spark, users, plan, bc, partitions, what).mapInPandas(fn, schema), plan, bc, partitions
 
 # %% ../../nbs/12b_spark_scoring.ipynb #596e6f6a
-def spark_recommend(model_path:Path|str, # a saved model artifact (folder written by `Recommender.save`)
+def recommend_spark(model_path:Path|str, # a saved model artifact (folder written by `Recommender.save`)
                     users=None, # Spark DataFrame with user_id, a list of ids, or None: every user with training data
                     k:int=10, # items per user
                     exclude_seen:bool=True, # mask what each user interacted with in training
                     items=None, # candidate item ids; default the whole catalogue
-                    batch_size:int=4096, # users per scoring block on an executor: memory ~ batch_size x n_items x 4 bytes
+                    block_users:int=4096, # users per scoring block on an executor: memory ~ block_users x n_items x 4 bytes
                     partitions:int|None=None, # hash partitions of the users; default spark.sql.shuffle.partitions
                     spark=None, # a SparkSession; default `spark_session()`
                    )->'pyspark.sql.DataFrame': # user_id, item_id, score, rank, fallback, like `batch_recommend`'s output
     "Top-`k` items per user, scored on the executors with the model's own `recommend`; lazy, like any DataFrame."
-    return _scored(spark, model_path, users, k, exclude_seen, items, batch_size, partitions, 'spark_recommend')[0]
+    return _scored(spark, model_path, users, k, exclude_seen, items, block_users, partitions, 'recommend_spark')[0]
 
 # %% ../../nbs/12b_spark_scoring.ipynb #dffa769b
 _PART = re.compile(r'^part-(\d+)-.*\.parquet$')
@@ -206,23 +206,24 @@ def _count_users(batches, key, payload):
     "One row per partition: (users, users without training data, who get the popularity fallback)."
     n = fallback = 0
     for ids in _blocks(batches, 1 << 16):
-        n += len(ids); fallback += int((executor_model(key, payload)._user_codes(ids) < 0).sum())
+        n += len(ids); fallback += int((executor_model(key, payload).user_codes(ids) < 0).sum())
     yield pd.DataFrame({'users': [n], 'fallback': [fallback]})
 
-def spark_batch_recommend(model_path:Path|str, # a saved model artifact
+# %% ../../nbs/12b_spark_scoring.ipynb #47a92361
+def batch_recommend_spark(model_path:Path|str, # a saved model artifact
                           dest:Path|str, # output folder (replaced atomically if it exists)
                           users=None, # Spark DataFrame with user_id, a list of ids, or None: every user with training data
                           k:int=10, # items per user
                           exclude_seen:bool=True, # mask what each user interacted with in training
                           items=None, # candidate item ids; default the whole catalogue
-                          batch_size:int=4096, # users per scoring block on an executor
+                          block_users:int=4096, # users per scoring block on an executor
                           partitions:int|None=None, # output files = user hash buckets; default spark.sql.shuffle.partitions
                           spark=None, # a SparkSession; default `spark_session()`
                          )->dict: # the run's manifest
     "Score users on Spark and publish `batch_recommend`'s layout: Parquet parts and a checksummed `_manifest.json`."
     start = time.perf_counter()
     spark = spark or spark_session()
-    df, plan, bc, partitions = _scored(spark, model_path, users, k, exclude_seen, items, batch_size, partitions, 'spark_batch_recommend')
+    df, plan, bc, partitions = _scored(spark, model_path, users, k, exclude_seen, items, block_users, partitions, 'batch_recommend_spark')
     try:
         with atomic_path(dest, is_dir=True, previous=json_marker('_manifest.json', 'files')) as tmp:
             written = tmp/'_spark'
@@ -238,7 +239,7 @@ def spark_batch_recommend(model_path:Path|str, # a saved model artifact
             rows = sum(pq.ParquetFile(tmp/f).metadata.num_rows for f in files)
             if users is None: n_users, fallback = plan.n_trained, 0
             else:
-                counts = _users_frame(spark, users, plan, bc, partitions, 'spark_batch_recommend').mapInPandas(
+                counts = _users_frame(spark, users, plan, bc, partitions, 'batch_recommend_spark').mapInPandas(
                     functools.partial(_count_users, key=plan.key, payload=bc), 'users long, fallback long').toPandas()
                 n_users, fallback = int(counts.users.sum()), int(counts.fallback.sum())
             seconds = time.perf_counter() - start

@@ -49,9 +49,9 @@ def spark_conf(settings:Settings)->dict:
     return conf
 
 # %% ../../nbs/12_spark.ipynb #aaa1d68b
-def spark_session(profile:str|Settings|None=None, # profile (default $RECSYS_PROFILE or local), or loaded `Settings`
+def spark_session(settings:Settings|None=None, # the profile's settings (`load_settings`); None: those of $RECSYS_PROFILE (default local)
                   app_name:str='recsys_lib')->'pyspark.sql.SparkSession':
-    "The active SparkSession, or a new one configured from the profile's `spark_*` keys."
+    "The active SparkSession, or a new one configured from the `spark_*` keys of `settings`."
     try: from pyspark.sql import SparkSession
     except ImportError:
         raise SparkUnavailable("engine='spark' needs PySpark: pip install 'recsys_lib[spark]'") from None
@@ -59,7 +59,7 @@ def spark_session(profile:str|Settings|None=None, # profile (default $RECSYS_PRO
     warnings.filterwarnings('ignore', message='PySpark does not yet fully support pandas', category=FutureWarning)
     active = SparkSession.getActiveSession()
     if active is not None: return active
-    settings = profile if isinstance(profile, Settings) else load_settings(profile)
+    settings = settings or load_settings()
     conf = spark_conf(settings)
     if conf['spark.master'].startswith('local') and (v := java_version()) is not None and v < 17:
         raise SparkUnavailable(f"Spark 4 needs Java 17 or newer; the Java here is {v}. Install a JDK 17 and set JAVA_HOME")

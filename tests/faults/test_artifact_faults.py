@@ -306,7 +306,7 @@ def test_collect_job_refuses_a_malicious_model_archive_and_registers_nothing(sav
     for k in [k for k in os.environ if k.startswith('RECSYS_')]: monkeypatch.delenv(k)
     for k, v in clean_env.items():
         if k.startswith('RECSYS_'): monkeypatch.setenv(k, v)
-    from recsys_lib import tracking
+    from recsys_lib import registry
     from recsys_lib.pipeline import register_run
     output = job_output(tmp_path/'output.tar.gz')
     bad = archive(tmp_path/'model.tar.gz', member('evil', tarfile.SYMTYPE, '/etc'), model=saved)
@@ -319,7 +319,7 @@ def test_collect_job_refuses_a_malicious_model_archive_and_registers_nothing(sav
     clean = archive(tmp_path/'clean.tar.gz', None, model=saved)
     ok = collect_job(output, clean, tmp_path/'runs', 'job-ok', exit_code=0, backend='sagemaker-local')
     assert ok.status == 'succeeded' and isinstance(load_model(ok.run_dir/'model'), EASE)
-    assert register_run(ok.run_dir)['version'] == 1 and len(tracking.list_versions('faults')) == 1
+    assert register_run(ok.run_dir)['version'] == 1 and len(registry.list_versions('faults')) == 1
 
 
 SPARK_SCORING_TAMPER = ['config_not_a_dict', 'model_missing', 'model_unknown', 'params_not_a_dict', 'unknown_parameter',
@@ -329,12 +329,12 @@ SPARK_SCORING_TAMPER = ['config_not_a_dict', 'model_missing', 'model_unknown', '
 def test_spark_scoring_refuses_a_tampered_artifact_on_the_driver(models, tmp_path, fault):
     "Spark batch scoring reads the artifact through the loader's checks: the same one-line `ArtifactError`, before any job."
     pytest.importorskip('pyspark')
-    from recsys_lib.spark.scoring import spark_batch_recommend
+    from recsys_lib.spark.scoring import batch_recommend_spark
     tamper, expected = TAMPER[fault]
     copy, outside = shutil.copytree(models['ease'], tmp_path/'model'), tmp_path/'outside'
     outside.mkdir()
     tamper(copy, outside)
-    with pytest.raises(ArtifactError) as e: spark_batch_recommend(copy, tmp_path/'reco', k=3, partitions=1)
+    with pytest.raises(ArtifactError) as e: batch_recommend_spark(copy, tmp_path/'reco', k=3, partitions=1)
     message = str(e.value)
     assert expected.format(d=copy, out=outside) in message and '\n' not in message, message
     assert not (tmp_path/'reco').exists()

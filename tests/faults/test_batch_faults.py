@@ -11,7 +11,7 @@ SCORE = '''
 import sys
 from recsys_lib.inference import batch_recommend
 from recsys_lib.models import load_model
-batch_recommend(load_model(sys.argv[1]), sys.argv[2], k=10, batch_size=200, progress=False)
+batch_recommend(load_model(sys.argv[1]), sys.argv[2], k=10, block_users=200, progress=False)
 '''
 
 

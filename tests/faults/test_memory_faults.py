@@ -149,7 +149,7 @@ def test_sasrec_training_refuses_logits_over_the_limit_and_names_batch_size():
     assert r['peak'] < 0.1 * GiB
 
 
-def test_sasrec_scoring_refuses_a_block_over_the_limit_and_names_batch_size():
+def test_sasrec_scoring_refuses_a_block_over_the_limit_and_names_block_users():
     "A fitted model asked to score 4,096 users at once (batch_recommend's default block) under a small limit."
     pytest.importorskip('torch'); pytest.importorskip('pytorch_lightning')
     r = _run("""
@@ -167,5 +167,5 @@ def test_sasrec_scoring_refuses_a_block_over_the_limit_and_names_batch_size():
     """)
     assert r['error'] is not None, "4,096 x 20,000 scores were computed under memory_limit_gib=0.1"
     kind, msg = r['error']
-    assert kind == 'MemoryBudgetError' and 'batch_size' in msg and '4,096 users' in msg, msg
+    assert kind == 'MemoryBudgetError' and 'block_users' in msg and '4,096 users' in msg, msg
     assert r['small_ok']

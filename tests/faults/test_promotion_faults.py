@@ -22,7 +22,7 @@ def _use_env(clean_env, monkeypatch):
 
 
 def test_promoting_the_champion_again_keeps_its_report(clean_env, monkeypatch):
-    from recsys_lib.tracking import get_champion, get_version_report
+    from recsys_lib.registry import get_champion, get_version_report
     _use_env(clean_env, monkeypatch)
     _train('pr', 'popularity', clean_env)
     first = recsys('promote', 'pr', env=clean_env)
@@ -52,18 +52,19 @@ PROMOTER = """
 import sys, time
 from recsys_lib import tracking
 from recsys_lib.pipeline import promote_version
+from recsys_lib.settings import load_settings
 tracking.get_client()
 print('ready', flush=True)
 sys.stdin.readline()
 time.sleep(float(sys.argv[2]))
-print(promote_version('race', int(sys.argv[1]), n_boot=200).promote, flush=True)
+print(promote_version('race', int(sys.argv[1]), settings=load_settings(), n_boot=200).promote, flush=True)
 """
 
 
 def test_concurrent_promotions_equal_a_serial_order(clean_env, monkeypatch):
     "Two `promote_version` of different versions in two processes at once, several interleavings: each result is a serial order."
     import sys
-    from recsys_lib.tracking import get_champion, get_version_report, set_alias, set_version_report
+    from recsys_lib.registry import get_champion, get_version_report, set_alias, set_version_report
     _use_env(clean_env, monkeypatch)
     for model in ('popularity', 'itemknn', 'ease'): _train('race', model, clean_env)   # v1 weak; v2 and v3 each beat it
     for delay in (0, 0, 0.3, 1.0):   # v3 starts this many seconds after v2

@@ -140,7 +140,7 @@ def test_two_runs_registering_at_once_both_land(clean_env, tmp_path):
     assert len({v.run_id for v in versions}) == 2 and {v.run_id for v in versions} == {r.info.run_id for r in recorded}
     folders = sorted((tmp_path/'runs'/'train').iterdir())
     assert len(folders) == 2
-    from recsys_lib.tracking import load_registered_model
+    from recsys_lib.registry import load_registered_model
     with pytest.MonkeyPatch.context() as mp:
         for k, v in clean_env.items():
             if k.startswith('RECSYS_'): mp.setenv(k, v)

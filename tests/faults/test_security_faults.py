@@ -14,7 +14,7 @@ def test_secret_of_a_failing_run_lands_in_no_written_file(clean_env, tmp_path):
     from recsys_lib.params import new_notebook
     nb = new_notebook(tmp_path/'leaky.ipynb', "api_key: Secret = None  # token\nregistered_model: str = 'leaky'  # entry",
                       'print("key", api_key)\napi_key',
-                      'from recsys_lib.runner import log_metrics, log_record\nlog_record("leak", str(api_key))\nlog_metrics({"leak": api_key})',
+                      'from recsys_lib.record import log_metrics, log_record\nlog_record("leak", str(api_key))\nlog_metrics({"leak": api_key})',
                       'import logging; logging.getLogger("leaky").warning("key %s", api_key)',
                       'raise ValueError(f"bad key {api_key}")')
     r = subprocess.run([str(BIN/'recsys'), 'run', str(nb), '--no-progress'], env={**clean_env, 'RECSYS_SECRET_API_KEY': SECRET},

@@ -22,11 +22,12 @@ pytestmark = [pytest.mark.filterwarnings('ignore:PySpark does not yet fully supp
 def retrying_spark(monkeypatch):
     "A session on `local[2,3]`: 2 threads, each task allowed 3 attempts (`local[N]` allows one). Stopped afterwards."
     from pyspark import SparkContext
+    from recsys_lib.settings import load_settings
     from recsys_lib.spark.session import spark_session
     # spark_session() would return a running session as it is, and its master cannot change: stop it first
     if SparkContext._active_spark_context is not None: SparkContext._active_spark_context.stop()
     monkeypatch.setenv('RECSYS_LOCAL_SPARK_MASTER', 'local[2,3]')
-    spark = spark_session('local')
+    spark = spark_session(load_settings('local'))
     assert spark.sparkContext.master == 'local[2,3]'
     yield spark
     spark.stop()
@@ -45,7 +46,7 @@ def rows(df) -> list:
 
 
 def test_scoring_task_that_fails_once_is_retried_with_the_same_answers(retrying_spark, tmp_path):
-    from recsys_lib.spark.scoring import spark_recommend
+    from recsys_lib.spark.scoring import recommend_spark
     model = EASE(l2=50).fit(Interactions.from_df(make_synthetic(**SYNTHETIC_PRESETS['tiny'], seed=0)))
     model.save(tmp_path/'ease')
     marker = str(tmp_path/'failed-once')
@@ -61,7 +62,7 @@ def test_scoring_task_that_fails_once_is_retried_with_the_same_answers(retrying_
                 raise RuntimeError('injected fault: first attempt of partition 0')
             yield pdf
 
-    scored = spark_recommend(tmp_path/'ease', k=5, batch_size=16, partitions=2, spark=retrying_spark)
+    scored = recommend_spark(tmp_path/'ease', k=5, block_users=16, partitions=2, spark=retrying_spark)
     retrying_spark.conf.set('spark.sql.execution.arrow.maxRecordsPerBatch', '40')  # several batches per task
     retrying_spark.sparkContext.setJobGroup('fault', 'scoring with an injected task failure')
     got = scored.mapInPandas(fail_once, scored.schema).toPandas()
