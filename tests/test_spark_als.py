@@ -69,7 +69,7 @@ def test_quality_against_popularity_and_implicit(spark, tiny):
 @pytest.mark.spark_heavy
 def test_to_local_matches_and_string_ids(spark, tiny, tmp_path):
     from recsys_lib.core import DataError
-    from recsys_lib.models import _id_kind_message, load_model
+    from recsys_lib.models import id_kind_message, load_model
     from recsys_lib.spark.als import SparkALS
     df = tiny.assign(user_id='u' + tiny.user_id.astype(str), item_id='i' + tiny.item_id.astype(str))
     als = SparkALS(factors=8, iterations=3).fit(spark.createDataFrame(df))
@@ -87,7 +87,7 @@ def test_to_local_matches_and_string_ids(spark, tiny, tmp_path):
     local.save(tmp_path/'local')  # the local artifact is a plain `als` model
     assert load_model(tmp_path/'local').recommend(users[:5], k=3).equals(local.recommend(users[:5], k=3))
     # the local models' message, naming the expected kind and the conversion
-    msg = _id_kind_message('users', min(df.user_id))
+    msg = id_kind_message('users', min(df.user_id))
     assert msg.startswith("users are int ids but the model was trained on str ids (e.g. 'u1'); pass them as strings")
     with pytest.raises(DataError, match=re.escape(msg)):
         als.recommend([1], k=3)
