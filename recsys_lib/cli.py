@@ -179,15 +179,10 @@ def _run_container(args, values:dict, settings:Settings)->int:
     if args.no_wait: raise ConfigError("--no-wait: a sagemaker-local job runs on this machine; run it in the background instead")
     res = run_local_job(args.notebook, settings, values, mode=job_kind(args.notebook, args.job_kind), channels=dict(args.channel or []),
                         timeout=args.timeout, track=not args.no_track, wheel=args.wheel)
-    if not res.ok:
-        if res.tracking_error: log.warning("job %s was not logged to MLflow: %s", res.job_name, res.tracking_error)
+    if res.status == 'rejected':   # refused before the job ran: bad input, exit 2 like every refusal
         print(f"recsys run: job {res.job_name} {res.status}: {res.reason}", file=sys.stderr)
-        raise SystemExit(2 if res.status == 'rejected' else 1)
-    if res.tracking_error:   # the job ran: not exit 2 (refused), and not 0, as nothing downstream can see it
-        print(untracked_line('run', res.tracking_error, res.run_dir, args.profile, f"job {res.job_name}"), file=sys.stderr)
-        raise SystemExit(1)
-    print(f"job {res.job_name} succeeded{': ' + _kv(res.metrics) if res.metrics else ''}\n{res.run_dir}")
-    if 'version' in res.tracked: print(f"registered {res.tracked['registered_model']!r} version {res.tracked['version']} (alias challenger)")
+        raise SystemExit(2)
+    if code := report_job(res, 'run', settings.profile): raise SystemExit(code)
     return 0
 
 def report_job(res, # a collected SageMaker job (`recsys_lib.sagemaker.local.JobResult`)

@@ -23,6 +23,17 @@ def clean_env(tmp_path):
     return env
 
 
+@pytest.fixture
+def env(tmp_path, monkeypatch):
+    "This process's settings (for in-process commands): the project's file, runs under tmp_path, no inherited overrides or secrets."
+    for k in list(os.environ):
+        if k.startswith('RECSYS_'): monkeypatch.delenv(k)
+    monkeypatch.setenv('RECSYS_SETTINGS', str(ROOT/'settings.ini'))
+    monkeypatch.setenv('RECSYS_LOCAL_RUNS_DIR', str(tmp_path/'runs'))
+    for k, v in isolated_tracking(tmp_path).items(): monkeypatch.setenv(k, v)
+    return tmp_path
+
+
 def isolated_tracking(tmp_path) -> dict:
     "Settings overrides that keep MLflow's store and artifacts under tmp_path."
     db = f"sqlite:///{tmp_path/'mlflow.db'}"

@@ -11,7 +11,7 @@ from recsys_lib.cli import build_parser
 from recsys_lib.runner import RunInterrupted, run_notebook
 from recsys_lib.runs import list_runs, load_run
 
-from conftest import BIN, ROOT, isolated_tracking
+from conftest import BIN, ROOT
 
 TRAIN_PARAMS = textwrap.dedent('''\
     data_path: str = None            # required: input file
@@ -31,17 +31,6 @@ CHECK_TYPES = textwrap.dedent('''\
     log_record('cwd', os.getcwd())
     log_record('env', {k: os.environ.get(k) for k in ('RECSYS_RUN_DIR', 'RECSYS_PROFILE', 'RECSYS_SETTINGS')})
     log_metrics({'ndcg@10': 0.25, 'epochs_seen': epochs, 'run_name': run_name})''')
-
-
-@pytest.fixture
-def env(tmp_path, monkeypatch):
-    "This process's settings: the project's file, runs under tmp_path, no inherited overrides or secrets."
-    for k in list(os.environ):
-        if k.startswith('RECSYS_'): monkeypatch.delenv(k)
-    monkeypatch.setenv('RECSYS_SETTINGS', str(ROOT/'settings.ini'))
-    monkeypatch.setenv('RECSYS_LOCAL_RUNS_DIR', str(tmp_path/'runs'))
-    for k, v in isolated_tracking(tmp_path).items(): monkeypatch.setenv(k, v)
-    return tmp_path
 
 
 def alive(pid) -> bool:

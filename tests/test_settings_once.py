@@ -1,5 +1,5 @@
 "Each `recsys` command resolves its profile once (`load_settings`) and passes the `Settings` down."
-import os, sys
+import sys
 
 import pytest
 
@@ -7,17 +7,10 @@ import recsys_lib.settings
 from recsys_lib.cli import main
 from recsys_lib.params import new_notebook
 
-from conftest import ROOT, isolated_tracking
-
 
 @pytest.fixture
-def count_loads(tmp_path, monkeypatch):
+def count_loads(env, monkeypatch):
     "Calls of `load_settings` from any recsys_lib module, wherever it was imported."
-    for k in list(os.environ):
-        if k.startswith('RECSYS_'): monkeypatch.delenv(k)
-    monkeypatch.setenv('RECSYS_SETTINGS', str(ROOT/'settings.ini'))
-    monkeypatch.setenv('RECSYS_LOCAL_RUNS_DIR', str(tmp_path/'runs'))
-    for k, v in isolated_tracking(tmp_path).items(): monkeypatch.setenv(k, v)
     calls, real = [], recsys_lib.settings.load_settings
     def counted(*a, **k): calls.append(a); return real(*a, **k)
     for name, module in list(sys.modules.items()):
