@@ -16,6 +16,14 @@ from .models import Recommender, missing_extra_error
 __all__ = ['ALS']
 
 # %% ../nbs/04c_als.ipynb #af7fc141
+def _implicit_als()->type:
+    "implicit's CPU `AlternatingLeastSquares`; where the train extra is missing, an error that names it."
+    try: from implicit.cpu.als import AlternatingLeastSquares
+    except ModuleNotFoundError as e:  # a plain `pip install recsys_lib` has no implicit
+        if (e.name or '').partition('.')[0] != 'implicit': raise
+        raise missing_extra_error('ALS', 'implicit') from None
+    return AlternatingLeastSquares
+
 class ALS(Recommender):
     "Implicit alternating least squares, backed by `implicit`."
     name = 'als'
@@ -30,10 +38,7 @@ class ALS(Recommender):
 
     def _fit(self, train, valid):
         if self.factors < 1 or self.iterations < 1: raise DataError(f"factors={self.factors}, iterations={self.iterations}; expected both >= 1")
-        try: from implicit.cpu.als import AlternatingLeastSquares
-        except ModuleNotFoundError as e:  # a plain `pip install recsys_lib` has no implicit
-            if (e.name or '').partition('.')[0] != 'implicit': raise
-            raise missing_extra_error('ALS', 'implicit') from None
+        AlternatingLeastSquares = _implicit_als()
         from threadpoolctl import threadpool_limits
         # implicit parallelises over users itself; a multithreaded BLAS underneath would oversubscribe the cores
         with threadpool_limits(1, 'blas'):
@@ -44,5 +49,21 @@ class ALS(Recommender):
         self.item_factors_ = np.ascontiguousarray(model.item_factors, dtype='float32')
 
     def _score_users(self, users): return self.user_factors_[users] @ self.item_factors_.T
+    def _score_histories(self, histories):
+        from threadpoolctl import threadpool_limits
+        counts = self._history_csr(histories, binary=False)  # a repeated item counts twice, as in fit's train.to_csr()
+        with threadpool_limits(1, 'blas'): users = self._solver().recalculate_user(np.arange(len(histories)), counts)
+        return users @ self.item_factors_.T
+
+    def _solver(self):
+        "implicit's model over the trained item factors, which solves user factors from histories; kept until the factors or parameters change."
+        key = (id(self.item_factors_), self.regularization, self.alpha)
+        if getattr(self, '_solver_key', None) != key:
+            from threadpoolctl import threadpool_limits
+            with threadpool_limits(1, 'blas'):  # implicit warns about a multithreaded BLAS when it is built
+                solver = _implicit_als()(factors=self.item_factors_.shape[1], regularization=self.regularization, alpha=self.alpha)
+            solver.item_factors = np.ascontiguousarray(self.item_factors_, dtype='float32')
+            self._solver_obj, self._solver_key = solver, key
+        return self._solver_obj
     def _state(self): return {'user_factors': self.user_factors_, 'item_factors': self.item_factors_}
     def _set_state(self, a): self.user_factors_, self.item_factors_ = a['user_factors'], a['item_factors']

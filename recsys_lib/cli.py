@@ -120,6 +120,44 @@ def _doctor(args):
     if problems: raise SystemExit(1)
 
 
+# %% ../nbs/10_cli.ipynb #c7eb1553
+def _serve(args):
+    try: from recsys_lib.serve import run_server
+    except ImportError as e: raise ConfigError(str(e)) from None   # the serve extra is not installed: say which
+    try: run_server(args.source, settings=load_settings(args.profile), host=args.host, port=args.port, workers=args.workers,
+                    version=args.version, poll_interval=args.poll_interval)
+    except KeyboardInterrupt: pass   # Ctrl-C or SIGTERM (one worker: uvicorn stops, then re-raises the signal): the way a server ends
+    print("recsys serve: stopped", file=sys.stderr)
+
+# %% ../nbs/10_cli.ipynb #52f7cf46
+def _deploy(args):
+    "`recsys deploy SOURCE` / `recsys deploy --delete NAME`"
+    from recsys_lib.sagemaker.endpoint import delete_endpoint, deploy
+    settings = load_settings(args.profile)
+    if args.delete:
+        if args.source: raise ConfigError(f"--delete {args.delete} takes no SOURCE (got {args.source!r})")
+        gone = delete_endpoint(args.delete, settings)
+        print(f"deleted endpoint {gone['endpoint_name']}, its config and {len(gone['models'])} model(s)"
+              + (" and its autoscaling target" if gone['autoscaling'] else ""))
+        return
+    if not args.source: raise ConfigError("recsys deploy needs a SOURCE: NAME@ALIAS, a registered NAME with --version, or a model folder")
+    res = deploy(args.source, settings, version=args.version, update=args.update, dry_run=args.dry_run, wait=not args.no_wait,
+                 endpoint_name=args.endpoint_name, port=args.port)
+    if args.dry_run:
+        print(json.dumps(res['requests'], indent=1, default=str))
+        return
+    model = res['model']
+    print(f"endpoint {res['endpoint_name']}: {res['status']} ({model.get('name')}"
+          + (f" v{model['version']}" if model.get('version') is not None else "") + ")")
+    print(f"invoke: {res['invoke']}")
+    if (local := res.get('local')) is None: return
+    print(f"sagemaker-local endpoint on {res['url']} (/ping, /invocations); Ctrl-C stops it", flush=True)
+    try: code = local.wait()
+    except KeyboardInterrupt: code = None   # Ctrl-C or SIGTERM: the way a foreground endpoint ends
+    finally: local.stop()
+    if code: raise RecsysError(f"the sagemaker-local container exited with status {code}")
+    print("recsys deploy: stopped", file=sys.stderr)
+
 # %% ../nbs/10_cli.ipynb #c351fd37
 def _kv(d:dict)->str:
     "`d` as 'k=v, k=v', floats to 4 significant digits."
@@ -488,6 +526,27 @@ def _declare_models(sub):
                     help="compare even when the champion learnt from holdout events (they are left out) or from another dataset")
     _command(sub, 'doctor', "check the run store, registry and model artifacts against each other; exit 1 on a problem", _doctor)
 
+# %% ../nbs/10_cli.ipynb #d7002953
+def _declare_serving(sub):
+    "`serve` and `deploy`."
+    s = _command(sub, 'serve', "answer recommendation requests over HTTP (FastAPI on uvicorn) from a registered version or a model folder", _serve)
+    s.add_argument('source', help="NAME@ALIAS (follow the alias: new versions swap in), a registered NAME with --version, or a model folder")
+    s.add_argument('--version', type=int, default=None, help="the registered version to serve, with a bare NAME")
+    s.add_argument('--host', default=None, help="address to bind (default serve_host, 127.0.0.1); a wider one needs RECSYS_SERVE_TOKEN")
+    s.add_argument('--port', type=int, default=None, help="port (default serve_port)")
+    s.add_argument('--workers', type=int, default=None, help="uvicorn worker processes, each with its own copy of the model (default serve_workers)")
+    s.add_argument('--poll-interval', type=float, default=None, help="seconds between registry polls of NAME@ALIAS (default serve_poll_interval_s)")
+    d = _command(sub, 'deploy', "put a model behind a SageMaker real-time endpoint (or run its container here on sagemaker-local)", _deploy,
+                 profile='sagemaker')
+    d.add_argument('source', nargs='?', help="NAME@ALIAS, a registered NAME with --version (else its champion), or a model folder")
+    d.add_argument('--version', type=int, default=None, help="the registered version to deploy, with a bare NAME")
+    d.add_argument('--update', action='store_true', help="roll the model onto the existing endpoint (UpdateEndpoint)")
+    d.add_argument('--dry-run', action='store_true', help="check everything and print the requests; send nothing")
+    d.add_argument('--no-wait', action='store_true', help="return once the endpoint is being created or updated")
+    d.add_argument('--endpoint-name', default=None, help="endpoint name (default recsys-<model name>)")
+    d.add_argument('--port', type=int, default=None, help="sagemaker-local: the container's port (default 8080)")
+    d.add_argument('--delete', metavar='NAME', default=None, help="delete the endpoint NAME with its config, models and autoscaling")
+
 # %% ../nbs/10_cli.ipynb #07ea5fc9
 def build_parser()->argparse.ArgumentParser:
     "The `recsys` argument parser (a `ParamParser`: `-p NAME=VALUE` as well as `-p NAME VALUE`), with every subcommand."
@@ -495,7 +554,7 @@ def build_parser()->argparse.ArgumentParser:
     p.add_argument('--version', action='version', version=f"recsys_lib {recsys_lib.__version__}")
     p.add_argument('--debug', action='store_true', help="on an error, print the full traceback (and recsys_lib's debug log)")
     sub = p.add_subparsers(dest='command', required=True)
-    _declare_models(sub); _declare_runs(sub); _declare_sagemaker(sub)
+    _declare_models(sub); _declare_runs(sub); _declare_sagemaker(sub); _declare_serving(sub)
     for command in sub.choices.values():   # `recsys run ... --debug` too; SUPPRESS keeps a `recsys --debug run` given first
         command.add_argument('--debug', action='store_true', default=argparse.SUPPRESS, help="same as `recsys --debug`")
     return p

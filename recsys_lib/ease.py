@@ -16,7 +16,7 @@ from .memory import check_memory
 from .models import Recommender
 
 # %% auto #0
-__all__ = ['ease_peak_bytes', 'EASE']
+__all__ = ['ease_peak_bytes', 'c_order_square', 'EASE']
 
 # %% ../nbs/04b_ease.ipynb #916c73c0
 def ease_peak_bytes(n_items:int, # catalogue size
@@ -26,6 +26,26 @@ def ease_peak_bytes(n_items:int, # catalogue size
     "Upper bound of the peak memory of `EASE.fit`: the matrix with 25% for block products, the interactions' copy, and BLAS buffers."
     itemsize = np.dtype(dtype).itemsize
     return int(1.25 * n_items**2 * itemsize + n_interactions * (itemsize + 4) + 32 * 2**20)
+
+# %% ../nbs/04b_ease.ipynb #de91d4ca
+def c_order_square(a:np.ndarray, # a square matrix
+                   block:int=1024, # rows and columns swapped at once: the only extra memory is one block x block tile
+                  )->np.ndarray: # `a`'s values in C order: `a` itself when already C-ordered, else its memory reordered in place
+    "The values of the square matrix `a` in row-major (C) order, reordering a Fortran-ordered `a` in place."
+    if a.flags.c_contiguous: return a
+    if not (a.flags.f_contiguous and a.ndim == 2 and a.shape[0] == a.shape[1] and a.flags.writeable):
+        return np.ascontiguousarray(a)
+    m = a.T  # a C-ordered view of the same memory: m[i, j] == a[j, i]; transposing m in place gives a's values in C order
+    n = len(m)
+    for i in range(0, n, block):
+        rows = slice(i, i + block)
+        m[rows, rows] = m[rows, rows].T.copy()
+        for j in range(i + block, n, block):
+            cols = slice(j, j + block)
+            tile = m[rows, cols].copy()
+            m[rows, cols] = m[cols, rows].T
+            m[cols, rows] = tile.T
+    return m
 
 # %% ../nbs/04b_ease.ipynb #108a6443
 class EASE(Recommender):
@@ -50,11 +70,12 @@ class EASE(Recommender):
         for s in range(0, n, step): gram[:, s:s + step] = (X.T @ X[:, s:s + step]).toarray()
         del X
         gram[np.diag_indices_from(gram)] += self.l2
-        P = scipy.linalg.inv(gram, overwrite_a=True, check_finite=False)
+        P = c_order_square(scipy.linalg.inv(gram, overwrite_a=True, check_finite=False))
         P /= -np.diag(P)  # B = P / -diag(P), in place: no second matrix
         P[np.diag_indices_from(P)] = 0
         self.weights_ = P
 
     def _score_users(self, users): return np.asarray(self.seen_[users] @ self.weights_)
+    def _score_histories(self, histories): return np.asarray(self._history_csr(histories) @ self.weights_)  # as a training row
     def _state(self): return {'weights': self.weights_}
-    def _set_state(self, arrays): self.weights_ = arrays['weights']
+    def _set_state(self, arrays): self.weights_ = c_order_square(arrays['weights'])  # older artifacts hold it in Fortran order

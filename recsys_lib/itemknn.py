@@ -69,6 +69,7 @@ class ItemKNN(Recommender):
         self.similarity_ = cosine_neighbors(self.seen_, self.neighbors, self.shrink, progress=self.seen_.shape[1] > 20_000)
 
     def _score_users(self, users): return (self.seen_[users] @ self.similarity_).toarray()
+    def _score_histories(self, histories): return (self._history_csr(histories) @ self.similarity_).toarray()  # as a training row
     def _state(self):
         S = self.similarity_
         return {'sim_data': S.data, 'sim_indices': S.indices, 'sim_indptr': S.indptr}

@@ -18,7 +18,7 @@ from fastcore.basics import patch
 
 import recsys_lib
 from .core import ConfigError, DataError, RecsysError, atomic_path, json_marker, sha256_file, write_json
-from .data import IdMap, Interactions
+from .data import ID_COLS, IdMap, Interactions, validate_interactions
 
 log = logging.getLogger(__name__)
 
@@ -79,6 +79,10 @@ class Recommender:
     # hooks for subclasses
     def _fit(self, train:Interactions, valid:Interactions|None): raise NotImplementedError
     def _score_users(self, users:np.ndarray)->np.ndarray: raise NotImplementedError
+    def _score_histories(self, histories:list)->np.ndarray:  # (len(histories), n_items) from item-code arrays, oldest first
+        raise NotImplementedError(f"{type(self).__name__} cannot score request-time histories: it has no _score_histories")
+    def _training_history(self, user:int)->np.ndarray:  # the training events of user code `user` that scoring reads, oldest first
+        return self.seen_.indices[self.seen_.indptr[user]:self.seen_.indptr[user + 1]]
     def _state(self)->dict: return {}
     def _set_state(self, arrays:dict): pass
     def _fallback_scores(self)->np.ndarray: return relative_popularity(self.item_popularity_)
@@ -228,6 +232,131 @@ def recommend(self:Recommender,
     rows, ranks = np.nonzero(items_out >= 0)
     return pd.DataFrame({'user_id': ids[rows], 'item_id': self.item_map_.to_ids(items_out[rows, ranks]),
                          'score': scores_out[rows, ranks], 'rank': (ranks + 1).astype('int32'), 'fallback': ~known[rows]})
+
+# %% ../nbs/04_models.ipynb #3390621a
+_HISTORY_FORM = ("a DataFrame with columns user_id, item_id and optionally timestamp, "
+                 "or a dict {user_id: [item ids, oldest first]}")
+
+def _history_frame(history:pd.DataFrame)->tuple:
+    "(user ids, item ids, owner of each event as an index into the user ids) of a history table, events oldest first per user."
+    missing = [c for c in ID_COLS if c not in history.columns]
+    if missing: raise DataError(f"history is missing column(s) {', '.join(map(repr, missing))}; expected {_HISTORY_FORM} "
+                                f"(columns present: {list(history.columns)})")
+    if history.empty: raise DataError("history is empty (0 rows); pass at least one event, or a dict {user_id: []} for a user without events")
+    try: df = validate_interactions(history[[c for c in (*ID_COLS, 'timestamp') if c in history.columns]], duplicates='keep')
+    except DataError as e: raise DataError(f"history: {e}") from None
+    owner, users = pd.factorize(df.user_id)  # users in order of first appearance
+    order = np.lexsort((df.timestamp.to_numpy(), owner)) if 'timestamp' in df else np.argsort(owner, kind='stable')
+    return users.to_numpy(), df.item_id.to_numpy()[order], owner[order]
+
+def _history_dict(history:dict)->tuple:
+    "(user ids, item ids, owner of each event) of a dict {user_id: [item ids, oldest first]}."
+    if not history: raise DataError("history is empty; pass at least one user")
+    for u, v in history.items():
+        if isinstance(v, (str, bytes)) or not isinstance(v, (list, tuple, np.ndarray, pd.Series, pd.Index)):
+            raise DataError(f"history[{u!r}] is a {type(v).__name__}; expected a list of item ids, oldest first")
+    lists = [np.asarray(v).ravel() for v in history.values()]
+    lengths = np.array([len(v) for v in lists])
+    items = np.concatenate([v for v in lists if len(v)]) if lengths.any() else np.array([], 'int64')
+    return np.asarray(list(history)), items, np.repeat(np.arange(len(lists)), lengths)
+
+@patch
+def history_codes(self:Recommender,
+                  history, # the events known at request time: a DataFrame user_id, item_id[, timestamp], or a dict {user_id: [item ids, oldest first]}
+                 )->tuple[np.ndarray, list, np.ndarray]: # (user ids in order of first appearance, item codes per user oldest first without unknown items, unknown items skipped per user)
+    "Each user's request-time events as the model's item codes, oldest first; items unknown to the model are dropped and counted."
+    self._check_fitted('recommend_history')
+    if isinstance(history, pd.DataFrame): users, items, owner = _history_frame(history)
+    elif isinstance(history, dict): users, items, owner = _history_dict(history)
+    else: raise DataError(f"history is a {type(history).__name__}; expected {_HISTORY_FORM}")
+    if id_kind(users) != id_kind(self.user_map_.ids): raise DataError(f"history: {id_kind_message('users', self.user_map_.ids[0])}")
+    if len(items) and id_kind(items) != id_kind(self.item_map_.ids): raise DataError(f"history: {id_kind_message('items', self.item_map_.ids[0])}")
+    codes = self.item_map_.to_codes(items, unknown='mark') if len(items) else np.array([], 'int64')
+    known = codes >= 0
+    skipped = np.bincount(owner[~known], minlength=len(users))
+    kept = np.bincount(owner[known], minlength=len(users))
+    return users, np.split(codes[known], np.cumsum(kept)[:-1]), skipped
+
+# %% ../nbs/04_models.ipynb #b33b4522
+def _ragged(histories:list)->tuple[np.ndarray, np.ndarray]:
+    "(row, item code) of every event of a list of item-code arrays."
+    lengths = np.array([len(h) for h in histories], 'int64')
+    codes = np.concatenate([np.asarray(h, 'int64') for h in histories]) if lengths.sum() else np.array([], 'int64')
+    return np.repeat(np.arange(len(histories)), lengths), codes
+
+@patch
+def _history_csr(self:Recommender, histories:list, binary:bool=True)->sp.csr_matrix:
+    "The (histories, items) float32 matrix of event counts (ones with `binary`), built as `Interactions.to_csr` builds training rows."
+    rows, codes = _ragged(histories)
+    m = sp.csr_matrix((np.ones(len(codes), 'float32'), (rows, codes)), shape=(len(histories), len(self.item_map_)), dtype='float32')
+    m.sum_duplicates()
+    if binary: m.data[:] = 1
+    return m
+
+@patch
+def topk_histories(self:Recommender,
+                   histories:list, # per user, item codes oldest first (from `history_codes`)
+                   k:int, # items per user
+                   exclude_seen:bool=True, # mask the items of the history used (training items too, with `train_users`)
+                   mask:np.ndarray|None=None, # candidates, from `check_request`
+                   train_users:np.ndarray|None=None, # per row, a user code whose training events come before the given ones, or -1
+                  )->tuple[np.ndarray, np.ndarray]: # (item codes, scores), each (len(histories), k), as from `topk`
+    "Top-`k` item codes and scores for users given by their request-time histories; a row without any events gets `popular_topk`."
+    self._check_fitted('topk_histories')
+    given = [np.asarray(h, 'int64') for h in histories]
+    n, kk = len(given), min(k, len(self.item_map_))
+    train = np.full(n, -1) if train_users is None else np.asarray(train_users, 'int64')
+    if train.shape != (n,): raise DataError(f"train_users has shape {train.shape}; expected one user code (or -1) per history, {n}")
+    trained = (train >= 0) & (np.diff(self.seen_.indptr)[np.maximum(train, 0)] > 0)
+    new = np.array([len(h) > 0 for h in given], bool)
+    items_out, scores_out = np.full((n, kk), -1), np.full((n, kk), -np.inf, dtype='float32')
+    if (only := np.flatnonzero(trained & ~new)).size:  # no new events: the training answer, exactly `recommend`'s
+        items_out[only], scores_out[only] = self.topk_block(train[only], kk, exclude_seen, mask)
+    if (rows := np.flatnonzero(new)).size:
+        hists = [np.concatenate([self._training_history(train[r]), given[r]]) if trained[r] else given[r] for r in rows]
+        scores = np.require(self._score_histories(hists), 'float32', ['C', 'W'])
+        if exclude_seen:
+            scores[_ragged(hists)] = -np.inf
+            if (t := trained[rows]).any():  # every training item, also those older than what a model reads (SASRec's max_len)
+                seen = self.seen_[train[rows][t]]
+                scores[np.repeat(np.flatnonzero(t), np.diff(seen.indptr)), seen.indices] = -np.inf
+        if mask is not None: scores[:, ~mask] = -np.inf
+        items_out[rows], scores_out[rows] = topk(scores, kk)
+    if (empty := np.flatnonzero(~trained & ~new)).size: items_out[empty], scores_out[empty] = self.popular_topk(kk, mask)
+    return items_out, scores_out
+
+# %% ../nbs/04_models.ipynb #d4e13a9c
+@patch
+def recommend_history(self:Recommender,
+                      history, # request-time events: a DataFrame user_id, item_id[, timestamp], or a dict {user_id: [item ids, oldest first]}
+                      k:int=10, # items per user
+                      exclude_seen:bool=True, # never recommend an item of the history used
+                      items=None, # restrict to these candidate item ids (default: the whole catalogue)
+                      with_training:bool=False, # put each user's training events (if any) before the given ones
+                      block_users:int|None=None, # users scored at once; default the model's `block_users`
+                     )->pd.DataFrame: # as `recommend`'s; attrs['skipped_items']: {user_id: unknown history items skipped}
+    "Top-`k` items for each user of `history`, scored from the events known at request time rather than the training history."
+    mask, n = self.check_request(k, items, 'recommend_history'), self._block_users(block_users)
+    ids, hists, skipped = self.history_codes(history)
+    train_users = self.user_codes(ids) if with_training else None
+    if skipped.any():
+        warnings.warn(f"{int(skipped.sum())} history items of {int((skipped > 0).sum())} of {len(ids)} users are unknown to the model "
+                      "and were skipped (counts per user in attrs['skipped_items'])")
+    known = np.array([len(h) > 0 for h in hists]) | (train_users >= 0 if with_training else False)
+    items_out = np.full((len(ids), k), -1); scores_out = np.full((len(ids), k), -np.inf, dtype='float32')
+    known_rows = np.flatnonzero(known)
+    for s in range(0, len(known_rows), n):
+        block = known_rows[s:s + n]
+        items_out[block], scores_out[block] = self.topk_histories([hists[b] for b in block], k, exclude_seen, mask,
+                                                                  None if train_users is None else train_users[block])
+    if (~known).any():
+        log.info("%d of %d users have no usable history: they get the popularity ranking", int((~known).sum()), len(ids))
+        items_out[~known], scores_out[~known] = self.popular_topk(k, mask)
+    rows, ranks = np.nonzero(items_out >= 0)
+    out = pd.DataFrame({'user_id': ids[rows], 'item_id': self.item_map_.to_ids(items_out[rows, ranks]),
+                        'score': scores_out[rows, ranks], 'rank': (ranks + 1).astype('int32'), 'fallback': ~known[rows]})
+    out.attrs['skipped_items'] = {u.item() if isinstance(u, np.generic) else u: int(c) for u, c in zip(ids, skipped) if c > 0}
+    return out
 
 # %% ../nbs/04_models.ipynb #767950c5
 @patch
@@ -479,6 +608,7 @@ class Popularity(Recommender):
         self.item_scores_ = relative_popularity(np.bincount(df.item_idx, minlength=train.n_items))
 
     def _score_users(self, users): return np.broadcast_to(self.item_scores_, (len(users), len(self.item_scores_)))
+    def _score_histories(self, histories): return np.broadcast_to(self.item_scores_, (len(histories), len(self.item_scores_)))  # history only masks
     def _fallback_scores(self): return self.item_scores_
     def _state(self): return {'item_scores': self.item_scores_}
     def _set_state(self, arrays): self.item_scores_ = relative_popularity(arrays['item_scores'])  # older artifacts hold counts

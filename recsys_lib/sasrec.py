@@ -31,8 +31,8 @@ from .distributed import (
 log = logging.getLogger(__name__)
 
 # %% auto #0
-__all__ = ['log', 'left_padded', 'training_windows', 'CausalBlock', 'SASRecModule', 'SASRecDataModule', 'resolve_precision',
-           'inference_device', 'is_interactive', 'SASRec']
+__all__ = ['log', 'left_padded', 'history_tokens', 'training_windows', 'CausalBlock', 'SASRecModule', 'SASRecDataModule',
+           'resolve_precision', 'inference_device', 'is_interactive', 'SASRec']
 
 # %% ../nbs/04d_sasrec.ipynb #b49c7d98
 def left_padded(seq:Sequences, # time-ordered item codes per user, from `Interactions.to_sequences()`
@@ -44,6 +44,17 @@ def left_padded(seq:Sequences, # time-ordered item codes per user, from `Interac
     idx = seq.offsets[1:, None] - max_len + np.arange(max_len)
     out[seq.users] = np.where(idx >= seq.offsets[:-1, None], seq.items[np.maximum(idx, 0)] + 1, 0)
     return out
+
+# %% ../nbs/04d_sasrec.ipynb #a1d4ffd6
+def history_tokens(histories:list, # per user, item codes oldest first (request-time events, `Recommender.history_codes`)
+                   max_len:int, # columns: the most recent items kept per user
+                  )->np.ndarray: # (len(histories), max_len) int32 tokens, 0 = padding; an empty history is all 0
+    "Request-time histories as the network's input rows, built by `left_padded` exactly as the training rows are."
+    lengths = np.array([len(h) for h in histories], 'int64')
+    if not lengths.any(): return np.zeros((len(histories), max_len), 'int32')
+    items = np.concatenate([np.asarray(h, 'int64') for h in histories])
+    return left_padded(Sequences(np.arange(len(histories)), np.append(0, np.cumsum(lengths)), items, np.zeros(len(items))),
+                       len(histories), max_len)
 
 # %% ../nbs/04d_sasrec.ipynb #8cc85307
 def training_windows(seq:Sequences, # time-ordered item codes per user
@@ -519,17 +530,30 @@ def _fit(self:SASRec, train:Interactions, valid:Interactions|None):
 
 # %% ../nbs/04d_sasrec.ipynb #eec6955c
 @patch
-def _score_users(self:SASRec, users:np.ndarray)->np.ndarray:
+def _score_tokens(self:SASRec, tokens:np.ndarray)->np.ndarray:
+    "Next-item scores (rows, items) float32 of left-padded token rows, in chunks; a row without events scores by popularity."
     device = inference_device(self.accelerator)
-    self._check_scoring_memory(len(users), device)
+    self._check_scoring_memory(len(tokens), device)
     module = self.module_.to(device).eval()
-    out = np.empty((len(users), len(self.item_map_)), 'float32')
+    out = np.empty((len(tokens), len(self.item_map_)), 'float32')
     with torch.inference_mode():
-        for s in range(0, len(users), _SCORE_CHUNK):
-            x = torch.from_numpy(self.sequences_[users[s:s + _SCORE_CHUNK]]).to(device)
+        for s in range(0, len(tokens), _SCORE_CHUNK):
+            x = torch.from_numpy(np.ascontiguousarray(tokens[s:s + _SCORE_CHUNK])).to(device)
             out[s:s + _SCORE_CHUNK] = module.score_next(x).cpu().numpy()
-    out[self.sequences_[users, -1] == 0] = self.item_popularity_  # no training events: popularity
+    out[tokens[:, -1] == 0] = self.item_popularity_  # no events: popularity
     return out
+
+@patch
+def _score_users(self:SASRec, users:np.ndarray)->np.ndarray: return self._score_tokens(self.sequences_[users])
+
+@patch
+def _score_histories(self:SASRec, histories:list)->np.ndarray:
+    return self._score_tokens(history_tokens(histories, self.sequences_.shape[1]))  # the width the network was trained on
+
+@patch
+def _training_history(self:SASRec, user:int)->np.ndarray:
+    tokens = self.sequences_[user]
+    return tokens[tokens > 0].astype('int64') - 1  # the last max_len training events: all that scoring reads
 
 @patch
 def _state(self:SASRec)->dict:

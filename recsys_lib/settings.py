@@ -38,6 +38,12 @@ SETTINGS_KEYS = {
     'spark_shuffle_partitions': ('int', "spark.sql.shuffle.partitions"),
     'spark_conf': ('list?', "extra Spark settings as key=value, comma-separated"),
     'memory_limit_gib': ('float?', "Most GiB one big allocation of a model may take; empty: what is available"),
+    'serve_host': ('str', "Address `recsys serve` binds; anything beyond loopback needs a bearer token"),
+    'serve_port': ('int', "Port of `recsys serve`"),
+    'serve_workers': ('int', "uvicorn worker processes of `recsys serve` (each holds its own copy of the model)"),
+    'serve_poll_interval_s': ('float', "Seconds between registry polls of a server that follows an alias"),
+    'serve_body_limit_kib': ('int', "Largest request body the server accepts, in KiB (413 beyond)"),
+    'serve_max_users': ('int', "Most users one /recommend request may ask for"),
 }
 
 MLFLOW_SERVER_SCHEMES = ('http', 'https', 'databricks', 'databricks-uc', 'uc') # MLflow stores reached over the network
@@ -67,6 +73,13 @@ BACKEND_KEYS = {
         'kms_key': ('str?', "KMS key for volumes and outputs (optional)"),
         'tags': ('list?', "key=value tags put on every job"),
         'scheduler_role_arn': ('str?', "role EventBridge Scheduler assumes to start scheduled pipelines; required by recsys schedule (never role_arn)"),
+        'endpoint_image_uri': ('str?', "inference image of `recsys deploy` (one built from `recsys image-context`); empty: image_uri"),
+        'endpoint_instance_type': ('str?', "instance type of real-time endpoints; empty: serverless"),
+        'endpoint_instance_count': ('int', "initial instances of a real-time endpoint"),
+        'endpoint_serverless_memory_mb': ('int?', "serverless endpoints: memory in MB (1024-6144)"),
+        'endpoint_serverless_max_concurrency': ('int?', "serverless endpoints: most concurrent invocations"),
+        'endpoint_max_instances': ('int?', "autoscaling upper bound; empty: no autoscaling"),
+        'endpoint_invocations_per_instance': ('int?', "autoscaling target: invocations per instance per minute"),
     },
 }
 BACKEND_KEYS['sagemaker-local'] = BACKEND_KEYS['sagemaker']

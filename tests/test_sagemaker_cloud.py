@@ -474,6 +474,8 @@ def test_image_context_for_a_baked_job_image(wheel, tmp_path):
     dockerfile = (tmp_path/'ctx'/'Dockerfile').read_text()
     assert (ROOT/'recsys_lib'/'sagemaker'/'Dockerfile').read_text() == dockerfile   # the file the README names
     assert 'RUN bash /opt/recsys/job.sh install' in dockerfile and 'COPY job.sh constraints.txt *.whl /opt/recsys/' in dockerfile
+    pins = (tmp_path/'ctx'/'constraints.txt').read_text()
+    assert 'uvicorn==' in pins and 'fastapi==' in pins   # the endpoint server the image installs is pinned like the job's packages
     r = subprocess.run([str(BIN/'recsys'), 'image-context', str(tmp_path/'ctx'), '--wheel', str(wheel)], capture_output=True, text=True, timeout=120)
     assert one_line_error(r, 2).endswith('is not an empty folder; image-context writes a fresh build context there')
 

@@ -16,7 +16,7 @@ from ..core import ConfigError, RecsysError
 from ..settings import Settings
 from ..params import ParamError, check_params, notebook_params
 from ..runs import track_run
-from .jobcode import (JOB_SCRIPT, PROCESSING, PROCESSING_ENTRYPOINT, RESERVED_CHANNELS, build_wheel, check_channel_name,
+from .jobcode import (JOB_EXTRAS, JOB_SCRIPT, PROCESSING, PROCESSING_ENTRYPOINT, RESERVED_CHANNELS, build_wheel, check_channel_name,
                                           check_environment_file, require_sdk, stage_code, stage_registered_model, write_job_files)
 from .local import JobResult, check_registry_reach, collect_job, encode_hyperparameters, job_notebook, stage_path_params
 
@@ -26,10 +26,11 @@ log = logging.getLogger(__name__)
 __all__ = ['log', 'TELEMETRY_OPT_OUT', 'IAM_HELP', 'JOB_NAME', 'PROCESSING_NOTEBOOKS', 'LOCAL_STORAGE_FAMILIES',
            'PROCESSING_INSTANCE_COUNT', 'TERMINAL', 'prepare_sdk', 'quiet_sdk', 'AwsClients', 'AwsError', 'aws_errors',
            'role_errors', 's3_split', 'base_job_name', 'unique_job_base', 'check_job_name', 'job_kind', 'job_inputs',
-           'has_local_storage', 'volume_kms_key', 'job_image', 'aws_image', 'sdk_session', 'model_trainer',
-           'training_inputs', 'processing_request', 'SubmittedJob', 'StagedJob', 'stage_job', 'create_job',
-           'submit_job', 'describe_job', 'job_status', 'stop_job', 'LogTail', 'wait_for_job', 'fetch_outputs',
-           'failure_reason', 'job_channels', 'finish_job', 'run_sagemaker_job', 'attach_job', 'image_context']
+           'profile_tags', 'has_local_storage', 'volume_kms_key', 'job_image', 'aws_image', 'sdk_session',
+           'model_trainer', 'training_inputs', 'processing_request', 'SubmittedJob', 'StagedJob', 'stage_job',
+           'create_job', 'submit_job', 'describe_job', 'job_status', 'stop_job', 'LogTail', 'wait_for_job',
+           'fetch_outputs', 'failure_reason', 'job_channels', 'finish_job', 'run_sagemaker_job', 'attach_job',
+           'image_context']
 
 # %% ../../nbs/11b_sagemaker_cloud.ipynb #940f0b15
 TELEMETRY_OPT_OUT = "SchemaVersion: '1.0'\nSageMaker:\n  PythonSDK:\n    Modules:\n      TelemetryOptOut: true\n"
@@ -183,12 +184,13 @@ def job_inputs(notebook:Path|str, params:dict, channels:dict, settings:Settings,
     return hps, channels
 
 # %% ../../nbs/11b_sagemaker_cloud.ipynb #2a188566
-def _tags(settings:Settings)->list:
+def profile_tags(settings:Settings)->list:
+    "The profile's `tags` (key=value words) as AWS API tags: `[{'Key': ..., 'Value': ...}]`."
     out = []
     for t in settings.tags or []:
         k, sep, v = t.partition('=')
         if not sep or not k.strip(): raise ConfigError(f"tag {t!r} in [{settings.profile}] tags; expected key=value")
-        out.append({'key': k.strip(), 'value': v.strip()})
+        out.append({'Key': k.strip(), 'Value': v.strip()})
     return out
 
 LOCAL_STORAGE_FAMILIES = ('g5', 'g6', 'g6e', 'g7e', 'p5', 'p5e', 'p5en', 'p6-b200', 'p6-b300', 'p6e-gb200', 'trn1', 'trn1n', 'trn2')
@@ -253,7 +255,7 @@ def model_trainer(settings:Settings, code_dir:Path, hps:dict, session, base_name
         output_data_config=OutputDataConfig(s3_output_path=f"{settings.s3_prefix.rstrip('/')}/jobs", kms_key_id=settings.kms_key),
         checkpoint_config=(CheckpointConfig(s3_uri=settings.checkpoint_s3_uri, local_path='/opt/ml/checkpoints')
                            if settings.checkpoint_s3_uri else None),
-        networking=networking, hyperparameters=hps, environment=_checkpoint_env(settings) or None, tags=_tags(settings) or None)
+        networking=networking, hyperparameters=hps, environment=_checkpoint_env(settings) or None, tags=[{'key': t['Key'], 'value': t['Value']} for t in profile_tags(settings)] or None)
 
 def training_inputs(channels:dict)->list:
     "The SDK's `InputData` of each channel (local paths are uploaded by the SDK, S3 URIs read in place)."
@@ -283,7 +285,7 @@ def processing_request(settings:Settings, code_dir:Path, config_dir:Path, channe
                      instance_type=settings.instance_type, volume_size_in_gb=settings.volume_gb, volume_kms_key=volume_kms_key(settings),
                      output_kms_key=settings.kms_key, max_runtime_in_seconds=settings.max_runtime_s, sagemaker_session=session,
                      entrypoint=PROCESSING_ENTRYPOINT,
-                     tags=[{'Key': t['key'], 'Value': t['value']} for t in _tags(settings)] or None, network_config=network)
+                     tags=profile_tags(settings) or None, network_config=network)
     s3_in = lambda n, src: ProcessingInput(input_name=n, s3_input=ProcessingS3Input(
         s3_uri=str(src), local_path=f"{PROCESSING}/input/{n}", s3_data_type='S3Prefix', s3_input_mode='File'))
     inputs = [s3_in('code', code_dir), s3_in('config', config_dir), *(s3_in(c, src) for c, src in channels.items())]
@@ -557,6 +559,6 @@ def image_context(dest:Path|str, # an empty or new folder
     wheel = Path(wheel or os.environ.get('RECSYS_WHEEL') or build_wheel(dest))
     if not wheel.is_file(): raise ConfigError(f"wheel {wheel} does not exist")
     if wheel.parent.resolve() != dest.resolve(): shutil.copy2(wheel, dest/wheel.name)
-    write_job_files(dest, wheel)
+    write_job_files(dest, wheel, (*JOB_EXTRAS, 'serve'))  # the image also installs the server (endpoints run `serve`): pinned too
     (dest/'Dockerfile').write_bytes((files('recsys_lib.sagemaker')/'Dockerfile').read_bytes())
     return dest

@@ -105,9 +105,9 @@ if [ "${{1:-}}" = install ]; then exit 0; fi
 exec python -m recsys_lib.sagemaker.entrypoint --mode "$1"
 """
 
-def write_job_files(dest:Path, wheel:Path|str):
-    "`constraints.txt` and `job.sh` for `wheel` in `dest`: what a job's code folder and an image's build context share."
-    (dest/CONSTRAINTS).write_text(job_constraints(wheel))
+def write_job_files(dest:Path, wheel:Path|str, extras:tuple=JOB_EXTRAS):
+    "`constraints.txt` (pinning `wheel[extras]`) and `job.sh` for `wheel` in `dest`: what a job's code folder and an image's build context share."
+    (dest/CONSTRAINTS).write_text(job_constraints(wheel, extras))
     (dest/JOB_SCRIPT).write_text(job_script(Path(wheel).name))
 
 def stage_code(notebook:Path|str, settings:Settings, wheel:Path|str, dest:Path|str)->Path:
