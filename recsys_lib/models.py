@@ -23,12 +23,14 @@ from .data import ID_COLS, IdMap, Interactions, validate_interactions
 log = logging.getLogger(__name__)
 
 # %% auto #0
-__all__ = ['log', 'ARTIFACT_FORMAT', 'MODELS', 'RESAVE_HINT', 'topk', 'NotFittedError', 'id_kind', 'Recommender',
+__all__ = ['log', 'SMALL_BLOCK', 'ARTIFACT_FORMAT', 'MODELS', 'RESAVE_HINT', 'topk', 'NotFittedError', 'id_kind', 'Recommender',
            'id_kind_message', 'relative_popularity', 'ArtifactError', 'missing_extra_error', 'model_class',
            'read_json_object', 'artifact_field', 'verify_manifest', 'read_manifest', 'check_artifact_params',
            'model_from_params', 'one_line_error', 'read_config', 'read_idmap', 'load_model', 'Popularity']
 
 # %% ../nbs/04_models.ipynb #6a6942b9
+SMALL_BLOCK = 1 << 20  # cells (4 MiB of float32): up to this size `topk` selects on a negated copy
+
 def topk(scores:np.ndarray, # (users, items) block; -inf marks items that must not be returned
          k:int, # how many items per row
         )->tuple[np.ndarray, np.ndarray]: # (items, scores), each (users, k); missing slots are item -1, score -inf
@@ -36,7 +38,9 @@ def topk(scores:np.ndarray, # (users, items) block; -inf marks items that must n
     n, m = scores.shape
     k = min(k, m)
     if k < m:
-        cand = np.argpartition(scores, m - k, axis=1)[:, m - k:]  # no negated copy of the block
+        if n * m <= SMALL_BLOCK:  # a server's few rows: selecting the k smallest of a negated copy is up to 7x faster on rows
+            cand = np.argpartition(-scores, k - 1, axis=1)[:, :k]  # with many equal scores (ItemKNN's zeros), and the copy is small
+        else: cand = np.argpartition(scores, m - k, axis=1)[:, m - k:]  # batch blocks: no negated copy of the block
         kth = np.take_along_axis(scores, cand, 1).min(1, keepdims=True)
         ties = (scores == kth).sum(1) > (np.take_along_axis(scores, cand, 1) == kth).sum(1)
     else:

@@ -33,9 +33,9 @@ except ImportError as e:
 log = logging.getLogger(__name__)
 
 # %% auto #0
-__all__ = ['log', 'Id', 'ROUTES', 'OPEN_ROUTES', 'TOKEN_ENV', 'SOURCE_ENV', 'UserRequest', 'RecommendRequest', 'ServedModel',
-           'ModelSource', 'ServeMetrics', 'ModelServer', 'BodyTooLarge', 'create_app', 'is_loopback', 'app_from_env',
-           'run_server']
+__all__ = ['log', 'Id', 'Timestamp', 'ROUTES', 'OPEN_ROUTES', 'TOKEN_ENV', 'SOURCE_ENV', 'UserRequest', 'RecommendRequest',
+           'ServedModel', 'ModelSource', 'ServeMetrics', 'ModelServer', 'BodyTooLarge', 'create_app', 'is_loopback',
+           'app_from_env', 'run_server']
 
 # %% ../nbs/14_serve.ipynb #60020eed
 def _id(v):
@@ -44,6 +44,7 @@ def _id(v):
     raise ValueError(f"expected an id (a JSON integer or string), got {type(v).__name__} {v!r}")
 
 Id = Annotated[int|str, PlainValidator(_id), WithJsonSchema({'anyOf': [{'type': 'integer'}, {'type': 'string'}]})]
+Timestamp = Annotated[float, Field(allow_inf_nan=False)]  # NaN (which Python's JSON reader accepts) would leave the order undefined
 
 class _Body(BaseModel):
     model_config = ConfigDict(extra='forbid')
@@ -52,7 +53,7 @@ class UserRequest(_Body):
     "One user of a batch request: the id, and optionally the events known at request time."
     user_id: Id
     history: list[Id]|None = Field(None, description="item ids, oldest first; given: scored from these events (`recommend_history`)")
-    timestamps: list[float]|None = Field(None, description="one per history item; given: the history is ordered by them")
+    timestamps: list[Timestamp]|None = Field(None, description="one per history item; given: the history is ordered by them")
 
     @model_validator(mode='after')
     def _timestamps_match(self):
@@ -65,7 +66,7 @@ class RecommendRequest(_Body):
     "The body of `POST /recommend` and `POST /invocations`: one user (`user_id`) or a batch (`users`), and the options."
     user_id: Id|None = Field(None, description="one user; or pass `users`")
     history: list[Id]|None = Field(None, description="with `user_id`: item ids, oldest first")
-    timestamps: list[float]|None = Field(None, description="with `history`: one per item")
+    timestamps: list[Timestamp]|None = Field(None, description="with `history`: one per item")
     users: list[UserRequest]|None = Field(None, description="a batch of users; or pass `user_id`")
     k: StrictInt = Field(10, ge=1, description="items per user")
     items: list[Id]|None = Field(None, description="candidate item ids; default the whole catalogue")

@@ -1,6 +1,7 @@
 """`recsys serve`: the HTTP API against batch scoring, fresh histories for every model, bad requests, the token, a hot
 swap under load against a real MLflow registry and a real uvicorn server, and the CLI."""
 import asyncio, json, os, shutil, signal, socket, subprocess, threading, time, urllib.request, warnings
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -137,6 +138,7 @@ BAD = [  # (body, status, what the message must say)
     (b'{"users": []}', 422, 'users is empty'),
     (b'{"k": 3}', 422, 'pass either user_id'),
     (b'{"user_id": 1, "history": [1, 2], "timestamps": [1]}', 422, 'one per history item'),
+    (b'{"user_id": 1, "history": [1, 2], "timestamps": [NaN, 1]}', 422, 'timestamps.0'),
     (b'{"users": [{"user_id": 1}, {"user_id": 2}, {"user_id": 3}, {"user_id": 4}]}', 422, 'at most 3 (serve_max_users)'),
     (b'{"user_id": 1, "history": [%s]}' % b','.join([b'1'] * 1000), 413, 'over 1 KiB'),
 ]
@@ -297,3 +299,28 @@ def test_cli_refuses_with_one_line(args, says, folder, clean_env):
     r = subprocess.run([str(BIN/'recsys'), 'serve', *[a.format(folder=folder) for a in args]], env=clean_env,
                        capture_output=True, text=True, timeout=60)
     assert says in one_line_error(r, 2)
+
+
+def test_a_corrupted_new_version_is_not_swapped_in(inter, settings, env, empty_db):
+    "The alias moves to a version whose stored arrays were altered: the old version keeps serving, /health says why."
+    shutil.copy(empty_db, env/'mlflow.db')
+    from recsys_lib import registry as R
+    from recsys_lib.tracking import connect
+    v1 = R.register_model('served', registered_run(env/'runs', 'r1', EASE(l2=100.0).fit(inter)), settings)
+    v2 = R.register_model('served', registered_run(env/'runs', 'r2', EASE(l2=900.0).fit(inter)), settings)
+    R.set_alias('served', 'champion', v1, settings)
+    app = create_app('served@champion', settings=settings, poll_interval=0)
+    client = TestClient(app)
+    _, mlflow_client = connect(settings)
+    stored = mlflow_client.get_model_version_download_uri('served', str(v2)).removeprefix('file://')
+    arrays = next(Path(stored).rglob('arrays.npz'))
+    data = bytearray(arrays.read_bytes()); data[len(data) // 2] ^= 0xFF
+    arrays.write_bytes(bytes(data))   # one byte changed: the checksum no longer matches
+    R.set_alias('served', 'champion', v2, settings)
+    assert app.state.server.poll() is False
+    health = client.get('/health').json()
+    assert (health['status'], health['model']['version'], health['failed_swaps']) == ('degraded', v1, 1)
+    assert f'v{v2}' in health['last_error'] and 'arrays.npz' in health['last_error']
+    r = client.post('/recommend', json={'user_id': int(inter.user_map.ids[0]), 'k': 5})
+    assert r.status_code == 200 and r.headers['x-model-version'] == str(v1)
+    assert 'recsys_serve_model_swap_failures_total 1.0' in client.get('/metrics').text
