@@ -2,6 +2,7 @@
 import subprocess, sys
 
 import numpy as np
+import pytest
 
 from recsys_lib.data import binarize, load_movielens
 from recsys_lib.split import random_split
@@ -60,3 +61,31 @@ def test_recbole_protocol_script_on_a_ratings_dat(tmp_path):
     # and the data carry a signal for the comparison to mean something: EASE far above ranking by popularity
     popularity_ndcg, _ = brute_force_at_10(split, lambda train: np.tile(train.sum(0), (len(train), 1)))
     assert float(ease_ndcg) > 2 * popularity_ndcg
+
+
+SERVING_COLUMNS = ['model', 'conc', 'requests', 'failures', 'rps', 'p50_ms', 'p99_ms', 'inproc_p50_ms', 'inproc_p99_ms', 'p50_diff_ms']
+
+def run_serving_bench(env, *args):
+    "bench_serving.py --quick: a real `recsys serve` on 127.0.0.1 (stopped by the script), 200 requests at concurrency 8."
+    r = subprocess.run([sys.executable, ROOT/'benchmarks'/'bench_serving.py', '--quick', *args], capture_output=True, text=True,
+                       timeout=300, env=env, cwd=ROOT)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    out = r.stdout.splitlines()
+    header = [l for l in out if l.split()[:1] == ['model']]
+    assert len(header) == 1 and header[0].split() == SERVING_COLUMNS, r.stdout
+    row = out[out.index(header[0]) + 1].split()
+    assert row[:4] == ['ease', '8', '200', '0'], row          # every measured request answered, none failed
+    assert float(row[4].replace(',', '')) > 0 and float(row[5]) > 0 and float(row[7]) > 0
+    return out
+
+def test_serving_benchmark_quick(clean_env):
+    out = run_serving_bench(clean_env, '--swap-seconds', '0')
+    assert any(l.startswith('server memory, ease: peak') for l in out)
+    assert not any(l.startswith('hot swap') for l in out)
+
+@pytest.mark.slow
+def test_serving_benchmark_quick_with_hot_swap(clean_env):
+    "The hot swap under load: champion moved mid-run, both versions answer, no request fails."
+    out = run_serving_bench(clean_env)
+    swap = next(l for l in out if l.startswith('hot swap'))
+    assert 'failures 0,' in swap and "'1':" in swap and "'2':" in swap, swap
