@@ -8,7 +8,7 @@ Docs: https://recsys-lib.github.io/recsys_lib/serve.html.md"""
 
 # %% ../nbs/14_serve.ipynb #10198096
 from __future__ import annotations
-import contextlib, hmac, ipaddress, json, logging, os, sys, threading, time
+import contextlib, hmac, ipaddress, json, logging, os, socket, sys, threading, time
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Annotated
@@ -507,6 +507,15 @@ def _one_thread_per_request():
     threads = os.environ.setdefault('OMP_NUM_THREADS', '1')  # read by torch at import, here and in every worker process
     if 'torch' in sys.modules and threads.isdigit(): sys.modules['torch'].set_num_threads(max(int(threads), 1))
 
+def _check_listen(host:str, port)->None:
+    "A `ConfigError` now, before the model loads, if `port` is no TCP port or `host:port` cannot be bound (in use, no such address)."
+    if isinstance(port, bool) or not isinstance(port, int) or not 1 <= port <= 65535:
+        raise ConfigError(f"port={port!r}; expected a TCP port from 1 to 65535 (--port or serve_port)")  # uvicorn would wrap 99999 silently
+    with socket.socket(socket.AF_INET6 if ':' in host else socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds: a port in TIME_WAIT is free
+        try: s.bind((host, port))
+        except OSError as e: raise ConfigError(f"cannot listen on {host}:{port}: {e.strerror or e}; choose another --port (or serve_port) or --host") from None
+
 def _has(module:str)->bool:
     import importlib.util
     return importlib.util.find_spec(module) is not None
@@ -536,6 +545,7 @@ def run_server(source:str|Path, # 'NAME@ALIAS' (followed: hot swap), 'NAME' with
     if not is_loopback(host) and not token and not sagemaker:
         raise ConfigError(f"refusing to serve on {host} without a bearer token: anyone who reaches it could query the model; "
                           f"set {TOKEN_ENV} in the environment (never on the command line), or bind 127.0.0.1")
+    _check_listen(host, port)
     common = dict(host=host, port=port, loop='uvloop' if _has('uvloop') else 'auto', http='httptools' if _has('httptools') else 'auto',
                   log_level=log_level, access_log=access_log, lifespan='on', timeout_graceful_shutdown=10)
     if workers == 1:

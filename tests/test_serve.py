@@ -85,7 +85,7 @@ def fit(name: str, inter: Interactions):
     return model_class(name)(**params).fit(inter)
 
 
-@pytest.mark.parametrize('name', ['popularity', 'itemknn', 'ease', 'als', pytest.param('sasrec', marks=pytest.mark.slow)])
+@pytest.mark.parametrize('name', ['popularity', 'itemknn', 'ease', 'als', 'sasrec'])   # sasrec: 4 s, a tiny CPU model
 def test_fresh_history_answers_as_recommend_history(name, inter, settings, tmp_path):
     folder = fit(name, inter).save(tmp_path/name)
     model, c = load_model(folder), TestClient(create_app(folder, settings=settings))
@@ -293,11 +293,15 @@ def test_cli_serves_a_model_folder_and_stops_on_sigterm(workers, folder, ease, c
     (['recsys-demo'], "expected a folder, NAME@ALIAS"),
     (['{folder}', '--host', '0.0.0.0'], "without a bearer token"),
     (['{folder}', '--version', '2'], "is a model folder"),
+    (['{folder}', '--port', '99999'], "port=99999; expected a TCP port from 1 to 65535"),   # uvicorn would wrap it silently
+    (['{folder}', '--port', '{busy}'], "Address already in use; choose another --port"),
 ])
 def test_cli_refuses_with_one_line(args, says, folder, clean_env):
     from conftest import one_line_error
-    r = subprocess.run([str(BIN/'recsys'), 'serve', *[a.format(folder=folder) for a in args]], env=clean_env,
-                       capture_output=True, text=True, timeout=60)
+    with socket.socket() as busy:
+        busy.bind(('127.0.0.1', 0)); busy.listen()
+        argv = [a.format(folder=folder, busy=busy.getsockname()[1]) for a in args]
+        r = subprocess.run([str(BIN/'recsys'), 'serve', *argv], env=clean_env, capture_output=True, text=True, timeout=60)
     assert says in one_line_error(r, 2)
 
 
