@@ -12,12 +12,14 @@ BIN := $(VENV)/bin
 TORCH ?= torch==2.13.0
 STAMP := $(VENV)/.installed
 
-.PHONY: help install demo test sync-check test-nbs test-py test-slow test-browser test-all lab readme bench clean
+.PHONY: help install demo test sync-check test-nbs test-py gate test-slow test-browser test-all lab readme bench bench-gpu clean
 
 help:
 	@echo "make demo   install into $(VENV) and run the main job on the embedded default"
 	@echo "make test   install if needed, then run every default test (what CI runs)"
 	@echo "make lab    JupyterLab on 127.0.0.1 (with a token) in the project's kernel, opening nbs/index.ipynb"
+	@echo "make gate   the evaluation gate: built-in models against the baselines in ci/ (exit 1 if one got worse)"
+	@echo "make bench-gpu   SASRec, batch scoring and fresh-history serving on CUDA next to the CPU (exit 2 without CUDA)"
 	@echo "make test-slow / test-browser / test-all / readme / bench / clean"
 
 install: $(STAMP)
@@ -66,6 +68,14 @@ test-nbs: install
 test-py: install
 	$(BIN)/pytest
 
+# The evaluation gate of pull requests (ci/evaluation.yaml): each built-in model trained from this tree on frozen splits of
+# the synthetic presets, compared user by user with the committed baselines in ci/baselines/; exit 1 when one is
+# significantly worse. A few seconds on 2 cores. The report and JSON result go to GATE_OUT (and $GITHUB_STEP_SUMMARY).
+# After an intended change: `$(BIN)/recsys gate --update-baseline`, and commit ci/baselines/.
+GATE_OUT ?= .recsys/gate
+gate: install
+	$(BIN)/recsys gate ci/evaluation.yaml --report $(GATE_OUT)/report.md --json $(GATE_OUT)/result.json
+
 # Only the notebooks that hold `slow` or `spark` cells run again with those flags: the rest ran in test-nbs.
 FLAGGED_NBS = $(shell grep -l '"\#| \(slow\|spark\)' nbs/*.ipynb | xargs -n1 basename | paste -sd'|')
 test-slow: install
@@ -92,6 +102,10 @@ readme: install
 	$(BIN)/python tests/test_docs.py
 
 # Performance figures (minutes; see benchmarks/README.md). Not part of `make test`.
+# The GPU paths in one command (benchmarks/bench_gpu.py): within 8 minutes on one GPU; exit 2 with one line without CUDA.
+bench-gpu: install
+	$(BIN)/python benchmarks/bench_gpu.py
+
 bench: install
 	$(BIN)/python benchmarks/bench_data.py
 	$(BIN)/python benchmarks/bench_metrics.py

@@ -7,7 +7,7 @@ Docs: https://recsys-lib.github.io/recsys_lib/cli.html.md"""
 
 # %% ../nbs/10_cli.ipynb #d20551d4
 from __future__ import annotations
-import argparse, json, logging, signal, sys, threading, traceback
+import argparse, json, logging, os, signal, sys, threading, traceback
 from datetime import timezone
 from pathlib import Path
 
@@ -109,6 +109,30 @@ def _promote(args):
                              allow_data_mismatch=args.allow_data_mismatch)
     print(result.to_markdown())
     if not result.promote: raise SystemExit(1)
+
+# %% ../nbs/10_cli.ipynb #ca9a11ba
+def _gate(args):
+    from recsys_lib.core import write_json
+    from recsys_lib.gate import read_gate_config, run_gate
+    settings = load_settings(args.profile)
+    config = read_gate_config(args.config, settings)
+    if args.update_baseline:
+        print('\n'.join(run_gate(config, settings, args.candidate, args.dataset, update=True)))
+        return
+    report = run_gate(config, settings, args.candidate, args.dataset, progress=print)
+    stamp = pd.Timestamp.now(tz=timezone.utc).strftime('%Y%m%d-%H%M%S')
+    md_path = Path(args.report) if args.report else settings.runs_dir/'gate'/stamp/'report.md'
+    json_path = Path(args.json) if args.json else md_path.with_name('result.json')
+    md = report.to_markdown()
+    md_path.parent.mkdir(parents=True, exist_ok=True)
+    md_path.write_text(md)
+    write_json(json_path, report.to_dict())
+    if summary := os.environ.get('GITHUB_STEP_SUMMARY'):
+        with open(summary, 'a') as f: f.write(md + '\n')
+    for c in report.cases:
+        if not c.passed: print('\n'.join(f"{c.candidate} on {c.dataset}: {r}" for r in c.result.reasons if r.startswith('FAIL')))
+    print(f"evaluation gate {'passed' if report.passed else 'FAILED'}; report {md_path}, result {json_path}")
+    if not report.passed: raise SystemExit(1)
 
 # %% ../nbs/10_cli.ipynb #9b1a54c1
 def _doctor(args):
@@ -215,6 +239,7 @@ def _run_and_report(start, args, settings:Settings)->int:
 def _run_container(args, values:dict, settings:Settings)->int:
     "`recsys run` on the sagemaker-local backend: the SageMaker container contract, emulated on this machine."
     if args.no_wait: raise ConfigError("--no-wait: a sagemaker-local job runs on this machine; run it in the background instead")
+    if args.dry_run: raise ConfigError("--dry-run is for the sagemaker profile: a sagemaker-local job costs nothing and sends nothing; run it")
     res = run_local_job(args.notebook, settings, values, mode=job_kind(args.notebook, args.job_kind), channels=dict(args.channel or []),
                         timeout=args.timeout, track=not args.no_track, wheel=args.wheel)
     if res.status == 'rejected':   # refused before the job ran: bad input, exit 2 like every refusal
@@ -242,7 +267,13 @@ def report_job(res, # a collected SageMaker job (`recsys_lib.sagemaker.local.Job
 
 # %% ../nbs/10_cli.ipynb #db71dbf8
 def _run_sagemaker(args, values:dict, settings:Settings)->int:
-    "`recsys run` on the sagemaker backend: a SageMaker job; with --no-wait, return once it is created."
+    "`recsys run` on the sagemaker backend: a SageMaker job; with --no-wait, return once it is created; with --dry-run, nothing sent."
+    if args.dry_run:   # the checks, the staging and the cost estimate of a real submission; over budget: exit 2 as a real run
+        from recsys_lib.sagemaker.cloud import dry_run_job
+        out = dry_run_job(args.notebook, settings, values, dict(args.channel or []), args.job_kind, wheel=args.wheel, timeout=args.timeout)
+        print(json.dumps(out, indent=1, default=str))
+        print(out["cost"]["line"], file=sys.stderr)
+        return 0
     try:
         with aws_errors('recsys run'):
             res = run_sagemaker_job(args.notebook, settings, values, dict(args.channel or []), args.job_kind, wait=not args.no_wait,
@@ -261,8 +292,8 @@ def _run(args)->int:
     settings = load_settings(args.profile)
     if settings.backend == 'sagemaker-local': return _run_container(args, values, settings)
     if settings.backend == 'sagemaker': return _run_sagemaker(args, values, settings)
-    if args.channel or args.no_wait:
-        raise ConfigError(f"--channel and --no-wait are for SageMaker profiles; [{args.profile or 'local'}] runs {settings.backend}")
+    if args.channel or args.no_wait or args.dry_run:
+        raise ConfigError(f"--channel, --no-wait and --dry-run are for SageMaker profiles; [{args.profile or 'local'}] runs {settings.backend}")
     return _run_and_report(lambda: run_notebook(args.notebook, values, settings, timeout=args.timeout, run_root=args.run_root,
                                                 kernel=args.kernel, progress=not args.no_progress), args, settings)
 
@@ -378,7 +409,7 @@ def _schedule(args)->int:
         out = schedule_job(args.notebook, args.cron, settings, values, dict(args.channel or []), args.job_kind, args.name, args.dry_run,
                            max_retries=args.retries, dead_letter_arn=args.dead_letter_arn)
     if args.dry_run:
-        print(json.dumps({'pipeline_definition': out['pipeline'], 'create_schedule_request': out['schedule']}, indent=2))
+        print(json.dumps({'pipeline_definition': out['pipeline'], 'create_schedule_request': out['schedule'], 'cost': out.get('cost')}, indent=2, default=str))
         if out['problems']: raise ConfigError('; '.join(out['problems']))
         return 0
     print(f"{'created' if out['created'] else 'updated'} pipeline {out['schedule']['Name']} and its schedule "
@@ -476,6 +507,7 @@ def _declare_runs(sub):
     _add(r, 'channel', help="SageMaker profiles: a data channel (local file/folder or s3:// URI), read as $SM_CHANNEL_<NAME>")
     _add(r, 'job_kind', help="SageMaker profiles: the job kind (default: processing for batch_inference, training otherwise)")
     r.add_argument('--no-wait', action='store_true', help="SageMaker profile: return once the job is created (collect it with recsys attach)")
+    r.add_argument('--dry-run', action='store_true', help="SageMaker profile: check and stage the job, print what it would send and its estimated maximum cost; send nothing")
     _add(r, 'wheel', help="SageMaker profiles: the recsys_lib wheel the job installs (default: built from this checkout)")
     rr = _command(sub, 'rerun', "run a recorded run again: its notebook version and its parameters, into a new run folder", _rerun,
                   'run', 'no_progress', 'no_track', 'run_root')
@@ -510,7 +542,7 @@ def _declare_sagemaker(sub):
 
 # %% ../nbs/10_cli.ipynb #632efdee
 def _declare_models(sub):
-    "`demo`, `compare`, `promote`, `doctor`."
+    "`demo`, `compare`, `promote`, `gate`, `doctor`."
     d = _command(sub, 'demo', "run the pipelines end to end on synthetic data: train, evaluate, promote, score, monitor", _demo, 'preset')
     d.add_argument('--registered-model', default='recsys-demo', help="registry entry the demo uses")
     c = _command(sub, 'compare', "fit models on synthetic data in one process and print a metrics table", _compare, 'preset', profiled=False)
@@ -524,6 +556,13 @@ def _declare_models(sub):
     pr.add_argument('--seed', type=int, default=0, help="bootstrap seed")
     pr.add_argument('--allow-data-mismatch', action='store_true',
                     help="compare even when the champion learnt from holdout events (they are left out) or from another dataset")
+    g = _command(sub, 'gate', "pull-request evaluation gate: train candidates on frozen splits, compare with baselines; exit 1 if worse", _gate)
+    g.add_argument('config', nargs='?', default='ci/evaluation.yaml', help="the gate's config (default ci/evaluation.yaml)")
+    g.add_argument('--update-baseline', action='store_true', help="write the baseline files from this working tree instead of gating")
+    g.add_argument('--candidate', action='append', default=None, help="only this candidate (repeatable; default all)")
+    g.add_argument('--dataset', action='append', default=None, help="only this dataset (repeatable; default all)")
+    g.add_argument('--report', default=None, help="Markdown report file (default runs_dir/gate/<time>/report.md)")
+    g.add_argument('--json', default=None, help="JSON result file (default result.json beside the report)")
     _command(sub, 'doctor', "check the run store, registry and model artifacts against each other; exit 1 on a problem", _doctor)
 
 # %% ../nbs/10_cli.ipynb #d7002953

@@ -20,8 +20,8 @@ from .metrics import as_ks, calc_metrics, per_user_metrics
 from .models import Recommender
 
 # %% auto #0
-__all__ = ['CATALOG_METRICS', 'Evaluation', 'evaluate_model', 'bootstrap_ci', 'compare', 'GateResult', 'gate_decision',
-           'gate_config', 'check_segment_args', 'segment_metrics', 'segment_table', 'plot_comparison']
+__all__ = ['CATALOG_METRICS', 'Evaluation', 'evaluate_model', 'bootstrap_ci', 'compare', 'jsonable', 'GateResult',
+           'gate_decision', 'gate_config', 'check_segment_args', 'segment_metrics', 'segment_table', 'plot_comparison']
 
 # %% ../nbs/09_evaluation.ipynb #70f13b2c
 def _pairs_frame(x, name:str)->pd.DataFrame:
@@ -214,7 +214,8 @@ def _md_table(df:pd.DataFrame)->str:
     lines += ['| ' + ' | '.join([str(i)] + [str(v) for v in row]) + ' |' for i, row in zip(df.index, df.to_numpy())]
     return '\n'.join(lines)
 
-def _jsonable(v):
+def jsonable(v):
+    "`v` as plain JSON: numpy booleans, integers and floats as Python's, NaN as null."
     if isinstance(v, (np.bool_, bool)): return bool(v)
     if isinstance(v, (np.integer,)): return int(v)
     if isinstance(v, (float, np.floating)): return None if math.isnan(v) else float(v)
@@ -266,7 +267,7 @@ class GateResult:
 
     def to_dict(self)->dict:
         "A JSON-able summary: decision, reasons, settings and the table's rows."
-        rows = {m: {c: _jsonable(v) for c, v in row.items()} for m, row in self.table.to_dict('index').items()}
+        rows = {m: {c: jsonable(v) for c, v in row.items()} for m, row in self.table.to_dict('index').items()}
         return {'promote': bool(self.promote), 'reasons': list(self.reasons), 'primary': self.primary,
                 'thresholds': dict(self.thresholds), 'has_champion': self.has_champion, 'data': list(self.data),
                 'names': list(self.table.attrs.get('names', ('champion', 'challenger'))), 'table': rows}

@@ -19,8 +19,8 @@ from . import pipeline
 log = logging.getLogger(__name__)
 
 # %% auto #0
-__all__ = ['log', 'REGISTRATION_FILE', 'KEY_METRICS', 'shorten', 'run_model', 'key_metric', 'list_runs', 'load_run', 'track_run',
-           'record_tracking_error']
+__all__ = ['log', 'REGISTRATION_FILE', 'KEY_METRICS', 'COST_METRIC', 'shorten', 'run_model', 'key_metric', 'list_runs',
+           'load_run', 'track_run', 'record_tracking_error']
 
 # %% ../nbs/07b_runs.ipynb #6cc41248
 def shorten(text:str, # e.g. an error message
@@ -96,11 +96,20 @@ def run_model(params:dict, # the run's parameters (params.json)
 
 def _number(v)->str: return f"{v:,.0f}" if float(v).is_integer() else f"{v:.4g}"
 
+COST_METRIC = 'cost_usd' # what a SageMaker job cost (`recsys_lib.sagemaker.cost`): shown after the key metric
+
 def key_metric(metrics:dict, # the run's metrics (metrics.json)
               )->str|None: # one short line; None when the run logged no number
     """The metric that says most about a run: the first pattern of `KEY_METRICS` it logged, else its first number by name
-    (metrics.json keeps no logging order); a family like `test_ndcg@10`, `valid_ndcg@10` on one line."""
+    (metrics.json keeps no logging order); a family like `test_ndcg@10`, `valid_ndcg@10` on one line; then what the run
+    cost (`COST_METRIC`), when a SageMaker job recorded it."""
     numbers = {k: v for k, v in metrics.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+    cost = numbers.pop(COST_METRIC, None)
+    line = _key_metric(numbers)
+    if cost is None: return line
+    return (f"{line}, " if line else '') + (f"cost ${cost:,.2f}" if cost >= 1 else f"cost ${cost:.3g}")
+
+def _key_metric(numbers:dict)->str|None:
     for pattern in KEY_METRICS:
         if found := [k for k in numbers if fnmatch.fnmatchcase(k, pattern)]: break
     else: found = sorted(numbers)[:1]

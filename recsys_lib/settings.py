@@ -80,6 +80,9 @@ BACKEND_KEYS = {
         'endpoint_serverless_max_concurrency': ('int?', "serverless endpoints: most concurrent invocations"),
         'endpoint_max_instances': ('int?', "autoscaling upper bound; empty: no autoscaling"),
         'endpoint_invocations_per_instance': ('int?', "autoscaling target: invocations per instance per minute"),
+        'max_job_cost_usd': ('float?', "refuse a job (or a scheduled run) whose estimated maximum cost exceeds this; empty: no cap"),
+        'max_endpoint_cost_usd_per_hour': ('float?', "refuse an endpoint whose estimated cost per hour exceeds this; empty: no cap"),
+        'instance_prices_usd': ('list?', "fallback on-demand prices per instance-hour (type=USD) when the AWS Price List API cannot be reached"),
     },
 }
 BACKEND_KEYS['sagemaker-local'] = BACKEND_KEYS['sagemaker']

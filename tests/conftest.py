@@ -6,6 +6,9 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
+# The AWS Price List API is the one AWS service the cost estimates would reach with real credentials on the machine: its
+# endpoint points at a closed port on this host instead, so the estimate falls back to the settings table at once.
+NO_PRICING_API = 'http://127.0.0.1:9'
 
 
 @pytest.fixture
@@ -17,6 +20,7 @@ def clean_env(tmp_path):
     "Environment for subprocesses: no inherited RECSYS_* overrides, stores under tmp_path."
     env = {k: v for k, v in os.environ.items() if not k.startswith('RECSYS_')}
     env['RECSYS_SETTINGS'] = str(ROOT/'settings.ini')
+    env['AWS_ENDPOINT_URL_PRICING'] = NO_PRICING_API
     env['RECSYS_LOCAL_DATA_DIR'] = str(tmp_path/'data')
     env['RECSYS_LOCAL_RUNS_DIR'] = str(tmp_path/'runs')
     env.update(isolated_tracking(tmp_path))
@@ -29,6 +33,7 @@ def env(tmp_path, monkeypatch):
     for k in list(os.environ):
         if k.startswith('RECSYS_'): monkeypatch.delenv(k)
     monkeypatch.setenv('RECSYS_SETTINGS', str(ROOT/'settings.ini'))
+    monkeypatch.setenv('AWS_ENDPOINT_URL_PRICING', NO_PRICING_API)
     monkeypatch.setenv('RECSYS_LOCAL_RUNS_DIR', str(tmp_path/'runs'))
     for k, v in isolated_tracking(tmp_path).items(): monkeypatch.setenv(k, v)
     return tmp_path
@@ -93,3 +98,17 @@ def inter(tiny):
     "The `tiny` preset as `Interactions`, fresh per test module."
     from recsys_lib.data import Interactions
     return Interactions.from_df(tiny)
+
+
+@pytest.fixture
+def offline_prices(monkeypatch):
+    "Prices without the AWS Price List API: an injected pricing client answers, else the settings table (as without credentials)."
+    pytest.importorskip('botocore')
+    from botocore.exceptions import NoCredentialsError
+    from recsys_lib.sagemaker import cost
+    cost.clear_price_cache()
+    real, offline = cost.pricing_client, cost.FakePricing(error=NoCredentialsError())
+    monkeypatch.setattr(cost, 'pricing_client', lambda clients=None: real(clients)
+                        if hasattr(clients, 'get_products') or getattr(clients, 'pricing', None) is not None else offline)
+    yield
+    cost.clear_price_cache()

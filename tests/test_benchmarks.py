@@ -89,3 +89,13 @@ def test_serving_benchmark_quick_with_hot_swap(clean_env):
     out = run_serving_bench(clean_env)
     swap = next(l for l in out if l.startswith('hot swap'))
     assert 'failures 0,' in swap and "'1':" in swap and "'2':" in swap, swap
+
+
+def test_bench_gpu_refuses_cleanly_without_cuda(clean_env):
+    "`make bench-gpu` on a machine without CUDA: exit 2 and one line saying why, before any data is made."
+    torch = pytest.importorskip('torch')
+    if torch.cuda.is_available(): pytest.skip("this machine has CUDA: make bench-gpu runs the benchmark itself")
+    r = subprocess.run(['make', '-s', '-o', '.venv/.installed', 'bench-gpu'], cwd=ROOT, env=clean_env, capture_output=True,
+                       text=True, timeout=120)
+    assert r.returncode == 2, r.stdout + r.stderr
+    assert r.stderr.splitlines()[0].startswith('bench-gpu: no CUDA device: torch ') and r.stdout == ''

@@ -615,3 +615,55 @@ def test_schedule_list_shows_the_last_execution_of_each_schedule(aws, wheel, cap
     assert main(['schedule', '--list', '--profile', 'sagemaker']) == 0
     line = capsys.readouterr().out.strip()
     assert line.startswith('recsys-batch-inference') and 'last run Failed' in line and 'ClientError: no such image' in line, line
+
+
+# --- cost (issue 18): estimates before a job, from a fake Price List API client; never the real API ---
+
+@pytest.fixture(autouse=True)
+def _prices(offline_prices): "Every test here prices offline (conftest's `offline_prices`)."
+
+
+def test_recsys_run_prints_the_estimated_maximum_cost_before_the_upload(aws, wheel, monkeypatch, capsys):
+    from dataclasses import replace
+    from recsys_lib.cli import main
+    from recsys_lib.sagemaker.cost import FakePricing
+    monkeypatch.setenv('RECSYS_WHEEL', str(wheel))
+    monkeypatch.setenv('RECSYS_SAGEMAKER_INSTANCE_COUNT', '2')
+    priced = replace(aws, pricing=FakePricing({('ml.g5.xlarge', REGION, 'training'): 1.572}))
+    monkeypatch.setattr(AwsClients, 'connect', classmethod(lambda cls, settings, max_attempts=8: priced))
+    assert main(['run', str(ROOT/'pipelines'/'train.ipynb'), '--profile', 'sagemaker', '-p', 'preset', 'tiny', '--no-wait']) == 0
+    err = capsys.readouterr().err
+    line = next(l for l in err.splitlines() if l.startswith('estimated cost:'))
+    assert '$75.46 on demand' in line and '2 x ml.g5.xlarge at $1.572/h (AWS Price List API)' in line   # 1.572 x 2 x 24 h
+    assert err.index('estimated cost:') < err.index('submitted training job')
+
+
+def test_schedule_dry_run_shows_the_cost_of_each_run(aws, wheel, capsys):
+    from recsys_lib.sagemaker.schedule import schedule_job
+    out = schedule_job(ROOT/'pipelines'/'train.ipynb', '0 3 * * *', load_settings('sagemaker'), {'preset': 'tiny'}, dry_run=True, wheel=wheel)
+    assert out['cost']['max_usd'] == pytest.approx(1.408 * 24) and out['cost']['kind'] == 'training'   # the settings table: no API here
+    assert 'estimated cost per scheduled run: training job at most $33.79' in capsys.readouterr().err
+
+
+def test_dry_run_job_checks_and_prices_without_sending_anything(aws, wheel):
+    from recsys_lib.sagemaker.cloud import dry_run_job
+    out = dry_run_job(ROOT/'pipelines'/'train.ipynb', load_settings('sagemaker'), {'preset': 'tiny'}, wheel=wheel)
+    assert out['kind'] == 'training' and out['hyperparameters']['recsys_notebook'] == 'train.ipynb'
+    assert out['cost']['max_usd'] == pytest.approx(1.408 * 24) and out['cost']['line'].startswith('estimated cost: training job at most $33.79')
+    assert _keys(aws) == [] and aws.sagemaker.list_training_jobs()['TrainingJobSummaries'] == []
+
+
+def test_recsys_run_dry_run_prints_the_job_and_its_cost_and_refuses_over_budget(aws, wheel, monkeypatch, capsys):
+    from recsys_lib.cli import main
+    monkeypatch.setenv('RECSYS_WHEEL', str(wheel))
+    argv = ['run', str(ROOT/'pipelines'/'train.ipynb'), '--profile', 'sagemaker', '-p', 'preset', 'tiny', '--dry-run']
+    assert main(argv) == 0
+    captured = capsys.readouterr()
+    out = json.loads(captured.out)
+    assert out['kind'] == 'training' and out['cost']['max_usd'] == pytest.approx(1.408 * 24)
+    assert 'estimated cost: training job at most $33.79' in captured.err
+    monkeypatch.setenv('RECSYS_SAGEMAKER_MAX_JOB_COST_USD', '10')
+    assert main(argv) == 2
+    assert 'max_job_cost_usd' in capsys.readouterr().err
+    assert _keys(aws) == [] and aws.sagemaker.list_training_jobs()['TrainingJobSummaries'] == []   # neither sent anything
+    assert main(['run', str(ROOT/'pipelines'/'train.ipynb'), '--dry-run']) == 2   # the local profile has nothing to price

@@ -331,3 +331,38 @@ def test_cli_sagemaker_local_runs_in_the_foreground_until_sigterm(env, model_dir
         if p.poll() is None: p.kill(); p.wait()
     assert 'recsys deploy: stopped' in p.stderr.read()
     with pytest.raises(OSError): urllib.request.urlopen(f"http://127.0.0.1:{port}/ping", timeout=2)
+
+
+# --- cost (issue 18): per hour at the autoscaling maximum and per million requests; never the real Price List API ---
+
+@pytest.fixture(autouse=True)
+def _prices(offline_prices): "Every test here prices offline (conftest's `offline_prices`)."
+
+
+def test_dry_run_shows_cost_per_hour_and_per_million_requests(env, model_dir):
+    from recsys_lib.sagemaker.cost import FakePricing
+    refuses = EndpointClients(None, Refuses(), Refuses(), Refuses(), pricing=FakePricing({('ml.c5.xlarge', REGION, 'endpoint'): 0.238}))
+    out = io.StringIO()
+    res = deploy(model_dir, settings(endpoint_max_instances=3, endpoint_invocations_per_instance=100), dry_run=True, clients=refuses,
+                 out=out, requests_per_s=1000)
+    c = res['cost']
+    assert (c['instance_count'], c['usd_per_hour_total'], c['source']) == (3, 0.714, 'AWS Price List API')   # at the autoscaling maximum
+    assert c['usd_per_million'] == pytest.approx(0.238 / 3.6, abs=1e-4)   # one instance busy at 1,000 requests/s
+    assert 'endpoint $0.71/hour at 3 instance(s), $0.07 per million requests at 1,000 requests/s per instance' in out.getvalue()
+
+
+def test_cli_over_endpoint_budget_exits_2_before_anything(env, model_dir, capsys, monkeypatch):
+    from recsys_lib.cli import main
+    monkeypatch.setattr(EndpointClients, 'connect', classmethod(lambda cls, s: pytest.fail("an endpoint over budget connected to AWS")))
+    monkeypatch.setattr(E, 'fetch_model', lambda *a, **kw: pytest.fail("an endpoint over budget fetched its model"))
+    monkeypatch.setenv('RECSYS_SAGEMAKER_MAX_ENDPOINT_COST_USD_PER_HOUR', '0.1')
+    assert main(['deploy', str(model_dir), '--dry-run']) == 2
+    assert 'estimated maximum cost $0.20/hour exceeds max_endpoint_cost_usd_per_hour = $0.10/hour' in capsys.readouterr().err  # ml.c5.xlarge: 0.204 in the table
+
+
+def test_cli_dry_run_prints_the_estimate(env, model_dir, capsys):
+    from recsys_lib.cli import main
+    assert main(['deploy', str(model_dir), '--dry-run']) == 0
+    out = capsys.readouterr()
+    assert 'create_endpoint' in json.loads(out.out)
+    assert 'estimated cost: endpoint $0.20/hour at 1 instance(s)' in out.err and 'per million requests' in out.err

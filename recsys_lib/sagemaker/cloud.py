@@ -19,6 +19,7 @@ from ..runs import track_run
 from .jobcode import (JOB_EXTRAS, JOB_SCRIPT, PROCESSING, PROCESSING_ENTRYPOINT, RESERVED_CHANNELS, build_wheel, check_channel_name,
                                           check_environment_file, require_sdk, stage_code, stage_registered_model, write_job_files)
 from .local import JobResult, check_registry_reach, collect_job, encode_hyperparameters, job_notebook, stage_path_params
+from .cost import CostEstimate, check_budget, job_cost, job_cost_estimate, record_cost
 
 log = logging.getLogger(__name__)
 
@@ -28,9 +29,9 @@ __all__ = ['log', 'TELEMETRY_OPT_OUT', 'IAM_HELP', 'JOB_NAME', 'PROCESSING_NOTEB
            'role_errors', 's3_split', 'base_job_name', 'unique_job_base', 'check_job_name', 'job_kind', 'job_inputs',
            'profile_tags', 'has_local_storage', 'volume_kms_key', 'job_image', 'aws_image', 'sdk_session',
            'model_trainer', 'training_inputs', 'processing_request', 'SubmittedJob', 'StagedJob', 'stage_job',
-           'create_job', 'submit_job', 'describe_job', 'job_status', 'stop_job', 'LogTail', 'wait_for_job',
-           'fetch_outputs', 'failure_reason', 'job_channels', 'finish_job', 'run_sagemaker_job', 'attach_job',
-           'image_context']
+           'create_job', 'submit_job', 'dry_run_job', 'describe_job', 'job_status', 'stop_job', 'LogTail',
+           'wait_for_job', 'fetch_outputs', 'failure_reason', 'job_channels', 'finish_job', 'run_sagemaker_job',
+           'attach_job', 'image_context']
 
 # %% ../../nbs/11b_sagemaker_cloud.ipynb #940f0b15
 TELEMETRY_OPT_OUT = "SchemaVersion: '1.0'\nSageMaker:\n  PythonSDK:\n    Modules:\n      TelemetryOptOut: true\n"
@@ -79,6 +80,7 @@ class AwsClients:
     s3: object
     logs: object
     scheduler: object|None = None # EventBridge Scheduler, for `recsys schedule`
+    pricing: object|None = None # the Price List API (`recsys_lib.sagemaker.cost`); None: made from `session` when a price is needed
 
     @classmethod
     def connect(cls, settings:Settings, max_attempts:int=8)->AwsClients: # max_attempts: tries of one call, the first included
@@ -319,14 +321,18 @@ class StagedJob:
     code: Path # notebook, settings.ini, wheel, constraints.txt, job.sh
     wheel: str # the wheel's file name
     config: Path # hyperparameters.json, for a processing job
+    cost: CostEstimate|None = None # the job's estimated maximum cost, checked against max_job_cost_usd
 
 # %% ../../nbs/11b_sagemaker_cloud.ipynb #d00cfb83
 def stage_job(notebook:Path|str, params:dict|None, settings:Settings, channels:dict|None, kind:str|None,
-              wheel:Path|str|None, timeout:float|None, dest:Path)->StagedJob:
-    "Check everything about a job and lay out what it uploads in `dest`; nothing touches AWS."
+              wheel:Path|str|None, timeout:float|None, dest:Path,
+              clients:AwsClients|None=None, # for the Price List API only (`recsys_lib.sagemaker.cost.instance_price`)
+             )->StagedJob:
+    "Check everything about a job (its estimated maximum cost first) and lay out what it uploads in `dest`; nothing is created in AWS."
     notebook = job_notebook(settings, 'sagemaker', notebook, 'a SageMaker job')
     kind = job_kind(notebook, kind)
     s3_split(settings.s3_prefix)
+    cost = check_budget(job_cost_estimate(settings, kind, clients, PROCESSING_INSTANCE_COUNT if kind == 'processing' else None), settings)
     hps, channels = job_inputs(notebook, dict(params or {}), dict(channels or {}), settings, dest, kind)
     if timeout: hps['recsys_timeout'] = str(timeout)
     check_environment_file(hps, channels, kind)
@@ -334,7 +340,7 @@ def stage_job(notebook:Path|str, params:dict|None, settings:Settings, channels:d
     if not wheel.is_file(): raise ConfigError(f"wheel {wheel} does not exist")
     (dest/'config').mkdir(parents=True, exist_ok=True)
     (dest/'config'/'hyperparameters.json').write_text(json.dumps(hps, indent=2))
-    return StagedJob(settings, notebook, kind, hps, channels, stage_code(notebook, settings, wheel, dest/'code'), wheel.name, dest/'config')
+    return StagedJob(settings, notebook, kind, hps, channels, stage_code(notebook, settings, wheel, dest/'code'), wheel.name, dest/'config', cost)
 
 def create_job(job:StagedJob, session, name:str|None=None):
     "Create the job through the SDK: its name, or the step arguments under a `PipelineSession`."
@@ -360,11 +366,23 @@ def submit_job(notebook:Path|str, # the pipeline notebook
               )->SubmittedJob:
     "Check, stage and create a SageMaker job that runs `notebook` through the container entrypoint."
     with tempfile.TemporaryDirectory(prefix='recsys-submit-') as tmp:
-        staged = stage_job(notebook, params, settings, channels, kind, wheel, timeout, Path(tmp))
-        clients = clients or AwsClients.connect(staged.settings)
+        clients = clients or AwsClients.connect(settings)
+        staged = stage_job(notebook, params, settings, channels, kind, wheel, timeout, Path(tmp), clients)
+        print(staged.cost.line(), file=sys.stderr, flush=True)   # before the upload: a user who did not expect it can still stop it
         name = create_job(staged, sdk_session(staged.settings, clients))
     log.info("submitted %s job %s", staged.kind, name)
     return SubmittedJob(name, staged.kind, settings.profile, staged.notebook.name)
+
+# %% ../../nbs/11b_sagemaker_cloud.ipynb #e2ca5b7f
+def dry_run_job(notebook:Path|str, settings:Settings, params:dict|None=None, channels:dict|None=None, kind:str|None=None,
+                wheel:Path|str|None=None, timeout:float|None=None,
+                clients:AwsClients|None=None, # for the Price List API only; None: a new session (the settings table without credentials)
+               )->dict: # notebook, kind, hyperparameters, channels, cost
+    "Check and stage a job as `submit_job` would, and return what it would send and its estimated maximum cost; nothing is uploaded or created."
+    with tempfile.TemporaryDirectory(prefix='recsys-dry-run-') as tmp:
+        staged = stage_job(notebook, params, settings, channels, kind, wheel, timeout, Path(tmp), clients)
+    return {'notebook': staged.notebook.name, 'kind': staged.kind, 'hyperparameters': staged.hps,
+            'channels': {c: str(src) for c, src in staged.channels.items()}, 'cost': staged.cost.as_dict()}
 
 # %% ../../nbs/11b_sagemaker_cloud.ipynb #2b0e626b
 def _mock_clients(region:str)->AwsClients:
@@ -506,6 +524,9 @@ def finish_job(job:SubmittedJob, desc:dict, clients:AwsClients, settings:Setting
         res = collect_job(output, model, runs_root, job.name, reason, None if status == 'Completed' else 1, backend='sagemaker',
                           status={'Failed': 'failed', 'Stopped': 'stopped'}.get(status), channels=job_channels(desc))
     if res.ok is False and reason and not res.reason: res.reason = reason
+    if res.run_dir is not None and (cost := job_cost(desc, settings, clients)):   # failed or stopped jobs were paid for too
+        record_cost(res.run_dir, cost)
+        res.metrics['cost_usd'] = cost['usd']
     if track and res.run_dir is not None:   # the job ran and was paid for: a store failure now is recorded with the run, not raised
         res.tracked, res.tracking_error = track_run(res.run_dir, settings)
     return res

@@ -20,6 +20,7 @@ from ..models import ArtifactError, load_model
 from .cloud import JOB_NAME, aws_errors, has_local_storage, prepare_sdk, profile_tags, s3_split
 from .entrypoint import DEFAULT_ROOT, ROOT_ENV
 from .jobcode import require_sdk
+from .cost import EASE_REQUESTS_PER_S, CostEstimate, check_budget, endpoint_cost_estimate
 from .local import IMAGE_PATH, PASSED_ENV
 
 log = logging.getLogger(__name__)
@@ -31,7 +32,7 @@ __all__ = ['log', 'VARIANT', 'SERVERLESS_MEMORY_MB', 'MAX_SERVERLESS_CONCURRENCY
            'endpoint_spec', 'endpoint_name_for', 'check_endpoint_name', 'resource_name', 'ModelSource', 'parse_source',
            'fetch_model', 'endpoint_info', 'package_model', 'scaling_resource', 'production_variant',
            'scaling_requests', 'DeployPlan', 'console_url', 'deploy_request', 'EndpointClients', 'describe_endpoint',
-           'wait_for_endpoint', 'check_deployed', 'deploy', 'delete_endpoint', 'container_model_dir',
+           'wait_for_endpoint', 'check_deployed', 'endpoint_cost', 'deploy', 'delete_endpoint', 'container_model_dir',
            'container_settings', 'serve_container', 'main', 'LocalEndpoint', 'start_local_endpoint', 'serve_local']
 
 # %% ../../nbs/11e_sagemaker_endpoint.ipynb #4d1489ff
@@ -329,6 +330,7 @@ class EndpointClients:
     sagemaker: object
     s3: object
     autoscaling: object # application-autoscaling
+    pricing: object|None = None # the Price List API (`recsys_lib.sagemaker.cost`); None: made from `session` when a price is needed
 
     @classmethod
     def connect(cls, settings:Settings, max_attempts:int=8)->EndpointClients:
@@ -393,6 +395,16 @@ def check_deployed(desc:dict, new_config:str)->None:
         raise EndpointError(f"the update of endpoint {name} to {new_config} was rolled back: {reason}; it still serves {current}; {logs}")
     raise EndpointError(f"endpoint {name} is {status} ({reason}); expected InService on {new_config}")
 
+# %% ../../nbs/11e_sagemaker_endpoint.ipynb #59d785aa
+def endpoint_cost(settings:Settings, # a sagemaker or sagemaker-local profile
+                  clients=None, # for the Price List API: `EndpointClients` or a pricing client; None: a new session
+                  requests_per_s:float=EASE_REQUESTS_PER_S, # one instance's throughput
+                 )->CostEstimate:
+    "The profile's endpoint cost per hour (at its autoscaling maximum) and per million requests; `ConfigError` over `max_endpoint_cost_usd_per_hour`."
+    spec = endpoint_spec(settings)
+    return check_budget(endpoint_cost_estimate(settings, spec.instance_type, spec.max_instances or spec.instance_count, clients,
+                                               requests_per_s), settings)
+
 # %% ../../nbs/11e_sagemaker_endpoint.ipynb #81562690
 def _scaling_registered(endpoint:str, clients:EndpointClients)->bool:
     r = clients.autoscaling.describe_scalable_targets(ServiceNamespace='sagemaker', ResourceIds=[scaling_resource(endpoint)],
@@ -437,19 +449,22 @@ def deploy(source, # 'NAME@ALIAS', 'NAME' (+ `version`; else its champion), or a
            poll_s:float=30, timeout_s:float=3600, # waiting
            port:int|None=None, # sagemaker-local: the port (default 8080, as in the container)
            out=None, # where status lines go; default sys.stderr
+           requests_per_s:float=EASE_REQUESTS_PER_S, # one instance's throughput, for the cost per million requests
           )->dict:
     "Deploy a model to a SageMaker real-time endpoint (or run it locally on sagemaker-local); returns what the command line prints."
+    out = out or sys.stderr
+    cost = endpoint_cost(settings, clients, requests_per_s)   # shown, and refused over budget, before the model is fetched or anything sent
+    print(cost.line(), file=out, flush=True)
     if settings.backend == 'sagemaker-local':
         if update: raise ConfigError("--update is for sagemaker endpoints; a sagemaker-local endpoint runs in the foreground: stop it and deploy again")
         with tempfile.TemporaryDirectory(prefix='recsys-deploy-') as tmp:
             plan = deploy_request(source, settings, tmp, version=version, endpoint_name=endpoint_name)
-            if dry_run: return plan.result('dry-run', dry_run=True, requests=plan.requests)
+            if dry_run: return plan.result('dry-run', dry_run=True, requests=plan.requests, cost=cost.as_dict())
             ep = start_local_endpoint(plan, port=port)
-        return {**plan.result('InService'), 'url': ep.url, 'invoke': ep.invoke_command(plan.example_body()), 'local': ep}
-    out = out or sys.stderr
+        return {**plan.result('InService', cost=cost.as_dict()), 'url': ep.url, 'invoke': ep.invoke_command(plan.example_body()), 'local': ep}
     with tempfile.TemporaryDirectory(prefix='recsys-deploy-') as tmp:
         plan = deploy_request(source, settings, tmp, version=version, update=update, endpoint_name=endpoint_name, wait=wait)
-        if dry_run: return plan.result('dry-run', dry_run=True, requests=plan.requests)
+        if dry_run: return plan.result('dry-run', dry_run=True, requests=plan.requests, cost=cost.as_dict())
         clients = clients or EndpointClients.connect(settings)
         name, req, sm = plan.endpoint_name, plan.requests, clients.sagemaker
         with aws_errors(f"recsys deploy {name}"):
@@ -468,7 +483,7 @@ def deploy(source, # 'NAME@ALIAS', 'NAME' (+ `version`; else its champion), or a
         print(f"{'updating' if update else 'creating'} endpoint {name} with {plan.model.name} "
               f"{'v' + str(plan.model.version) if plan.model.version is not None else plan.model.folder} ({plan.resource_name})\n"
               f"{console_url(name, settings.region)}", file=out, flush=True)
-        if not wait: return plan.result('Updating' if update else 'Creating', uploaded=uploaded)
+        if not wait: return plan.result('Updating' if update else 'Creating', uploaded=uploaded, cost=cost.as_dict())
         with aws_errors(f"waiting for endpoint {name}"):
             desc = wait_for_endpoint(name, clients, plan.resource_name if update else None, poll_s=poll_s, timeout_s=timeout_s, out=out)
         check_deployed(desc, plan.resource_name)
@@ -476,7 +491,7 @@ def deploy(source, # 'NAME@ALIAS', 'NAME' (+ `version`; else its champion), or a
             with aws_errors(f"autoscaling endpoint {name}"):
                 clients.autoscaling.register_scalable_target(**req['register_scalable_target'])
                 clients.autoscaling.put_scaling_policy(**req['put_scaling_policy'])
-        return plan.result(desc['EndpointStatus'], uploaded=uploaded)
+        return plan.result(desc['EndpointStatus'], uploaded=uploaded, cost=cost.as_dict())
 
 # %% ../../nbs/11e_sagemaker_endpoint.ipynb #f2b250d7
 def delete_endpoint(name:str, settings:Settings, clients:EndpointClients|None=None)->dict:

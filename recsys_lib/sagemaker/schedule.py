@@ -14,7 +14,9 @@ from ..core import ConfigError, RecsysError
 from ..settings import Settings
 from ..params import ParamError
 from .local import channel_ref, local_path, path_param_source
-from .cloud import AwsClients, base_job_name, create_job, prepare_sdk, quiet_sdk, s3_split, sdk_session, stage_job
+from .cloud import (AwsClients, PROCESSING_INSTANCE_COUNT, base_job_name, create_job, job_kind, prepare_sdk, quiet_sdk,
+                                        s3_split, sdk_session, stage_job)
+from .cost import check_budget, job_cost_estimate
 
 log = logging.getLogger(__name__)
 
@@ -112,11 +114,13 @@ def schedule_name(notebook:Path|str, name:str|None=None)->str:
     return name
 
 def build_pipeline(notebook:Path|str, params:dict|None, settings:Settings, channels:dict|None, kind:str|None,
-                   wheel:Path|str|None, session, name:str, dest:Path):
+                   wheel:Path|str|None, session, name:str, dest:Path,
+                   clients:AwsClients|None=None, # for the Price List API (the job's cost is checked again as it is staged)
+                  ):
     "A one-step SageMaker Pipeline that runs `notebook` as its job."
     from sagemaker.mlops.workflow.pipeline import Pipeline
     from sagemaker.mlops.workflow.steps import ProcessingStep, TrainingStep
-    staged = stage_job(notebook, params, settings, channels, kind, wheel, None, dest)
+    staged = stage_job(notebook, params, settings, channels, kind, wheel, None, dest, clients)
     args = create_job(staged, session, name=f"{name}-job")
     step = (TrainingStep(name='train', step_args=args) if staged.kind == 'training'
             else ProcessingStep(name='process', step_args=args))
@@ -202,18 +206,20 @@ def schedule_job(notebook:Path|str, # the pipeline notebook
         if not dry_run: raise
         role = None; problems.append(str(e))
     request = schedule_request(name, cron, pipeline_arn(name, settings), role, max_retries, dead_letter_arn=dead_letter_arn)
+    if not dry_run: clients = clients or AwsClients.connect(settings)
+    job = job_kind(notebook, kind)   # every scheduled run may cost this much: shown, and refused over max_job_cost_usd, also in a dry run
+    cost = check_budget(job_cost_estimate(settings, job, clients, PROCESSING_INSTANCE_COUNT if job == 'processing' else None), settings)
+    print(cost.line().replace('estimated cost:', 'estimated cost per scheduled run:', 1), file=sys.stderr, flush=True)
     with tempfile.TemporaryDirectory(prefix='recsys-schedule-') as tmp:
         if dry_run: session = dry_run_session(settings)
-        else:
-            clients = clients or AwsClients.connect(settings)
-            session = sdk_session(settings, clients, pipeline=True)
+        else: session = sdk_session(settings, clients, pipeline=True)
         old = os.environ.get('SAGEMAKER_VALIDATE_ROLE')
         if dry_run: os.environ['SAGEMAKER_VALIDATE_ROLE'] = 'false' # validating the role is an IAM request
-        try: pipeline = build_pipeline(notebook, params, settings, channels, kind, wheel, session, name, Path(tmp))
+        try: pipeline = build_pipeline(notebook, params, settings, channels, kind, wheel, session, name, Path(tmp), clients)
         finally:
             if dry_run: os.environ.pop('SAGEMAKER_VALIDATE_ROLE') if old is None else os.environ.update(SAGEMAKER_VALIDATE_ROLE=old)
         definition = json.loads(pipeline.definition())
-        out = {'pipeline': definition, 'schedule': request, 'dry_run': dry_run}
+        out = {'pipeline': definition, 'schedule': request, 'dry_run': dry_run, 'cost': cost.as_dict()}
         if dry_run:
             out.update(uploads=[u for _, u in session.uploads], problems=problems)
             return out
