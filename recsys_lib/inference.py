@@ -19,7 +19,7 @@ from tqdm.auto import tqdm
 
 import recsys_lib
 from .core import DataError, DestinationError, check_destination, atomic_path, json_marker, sha256_file, write_json
-from .models import Recommender, topk
+from .models import Recommender, seen_cells, topk
 
 # %% auto #0
 __all__ = ['topk_torch', 'batch_recommend', 'read_recommendations', 'publish_output']
@@ -48,9 +48,8 @@ def _block_topk(model:Recommender, users:np.ndarray, k:int, exclude_seen:bool, m
     import torch
     scores = torch.as_tensor(model.score_block(users)).to(device)
     if exclude_seen:
-        seen = model.seen_[users]
-        rows = torch.as_tensor(np.repeat(np.arange(len(users)), np.diff(seen.indptr)), device=device)
-        scores[rows, torch.as_tensor(seen.indices, device=device, dtype=torch.long)] = -torch.inf
+        rows, cols = seen_cells(model.seen_, users)
+        scores[torch.as_tensor(rows, device=device), torch.as_tensor(cols, device=device, dtype=torch.long)] = -torch.inf
     if mask is not None: scores[:, torch.as_tensor(~mask, device=device)] = -torch.inf
     return topk_torch(scores, k)
 

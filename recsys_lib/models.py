@@ -226,6 +226,13 @@ def _block_users(self:Recommender, block_users)->int:
     return int(n)
 
 @patch
+def _ranked_frame(self:Recommender, ids:np.ndarray, items:np.ndarray, scores:np.ndarray, personal:np.ndarray)->pd.DataFrame:
+    "The output table of `recommend`: one row per filled slot of `items` (codes, -1 empty), best first, `fallback` where not `personal`."
+    rows, ranks = np.nonzero(items >= 0)
+    return pd.DataFrame({'user_id': ids[rows], 'item_id': self.item_map_.to_ids(items[rows, ranks]),
+                         'score': scores[rows, ranks], 'rank': (ranks + 1).astype('int32'), 'fallback': ~personal[rows]})
+
+@patch
 def recommend(self:Recommender,
               users, # external user ids
               k:int=10, # items per user
@@ -246,9 +253,7 @@ def recommend(self:Recommender,
     if (~known).any():
         log.info("%d of %d users are unknown or cold: they get the popularity ranking", int((~known).sum()), len(codes))
         items_out[~known], scores_out[~known] = self.popular_topk(k, mask)
-    rows, ranks = np.nonzero(items_out >= 0)
-    return pd.DataFrame({'user_id': ids[rows], 'item_id': self.item_map_.to_ids(items_out[rows, ranks]),
-                         'score': scores_out[rows, ranks], 'rank': (ranks + 1).astype('int32'), 'fallback': ~known[rows]})
+    return self._ranked_frame(ids, items_out, scores_out, known)
 
 # %% ../nbs/04_models.ipynb #3390621a
 _HISTORY_FORM = ("a DataFrame with columns user_id, item_id and optionally timestamp, "
@@ -369,9 +374,7 @@ def recommend_history(self:Recommender,
     if (~known).any():
         log.info("%d of %d users have no usable history: they get the popularity ranking", int((~known).sum()), len(ids))
         items_out[~known], scores_out[~known] = self.popular_topk(k, mask)
-    rows, ranks = np.nonzero(items_out >= 0)
-    out = pd.DataFrame({'user_id': ids[rows], 'item_id': self.item_map_.to_ids(items_out[rows, ranks]),
-                        'score': scores_out[rows, ranks], 'rank': (ranks + 1).astype('int32'), 'fallback': ~known[rows]})
+    out = self._ranked_frame(ids, items_out, scores_out, known)
     out.attrs['skipped_items'] = {u.item() if isinstance(u, np.generic) else u: int(c) for u, c in zip(ids, skipped) if c > 0}
     return out
 

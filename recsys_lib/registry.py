@@ -26,8 +26,8 @@ log = logging.getLogger(__name__)
 
 # %% auto #0
 __all__ = ['log', 'RegistrationError', 'register_model', 'version_data', 'set_alias', 'delete_alias', 'get_version_by_alias',
-           'get_champion', 'get_challenger', 'ChampionMovedError', 'promotion_lock', 'promote', 'load_registered_model',
-           'set_version_report', 'get_version_report', 'list_versions']
+           'get_champion', 'get_challenger', 'ChampionMovedError', 'promotion_lock', 'promote', 'download_version',
+           'load_registered_model', 'set_version_report', 'get_version_report', 'list_versions']
 
 # %% ../nbs/08a_registry.ipynb #3f7eeee5
 class RegistrationError(TrackingError):
@@ -177,6 +177,24 @@ def promote(name:str, # registered model name
     return int(version)
 
 # %% ../nbs/08a_registry.ipynb #8c6d400d
+def download_version(name:str, # registered model name
+                     version:int, # the version
+                     dest:Path|str, # folder the artifact folder is downloaded into
+                     profile:str|Settings|None=None, # profile name or loaded `Settings`
+                    )->Path: # the downloaded artifact folder (`load_model` verifies its files)
+    "Download a registered version's artifact folder, its manifest checked against the one registered with it."
+    cfg, client = connect(profile)
+    with store_errors(f"downloading {name!r} version {version}", cfg):
+        mv = client.get_model_version(name, str(version))
+        uri = client.get_model_version_download_uri(name, str(version))
+        Path(dest).mkdir(parents=True, exist_ok=True)
+        path = Path(mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=str(dest), tracking_uri=cfg.tracking_uri))
+    expected = mv.tags.get('recsys.model_sha256')
+    if expected and (path/'manifest.json').is_file() and sha256_file(path/'manifest.json') != expected:
+        raise ArtifactError(f"the manifest of {name!r} version {mv.version} differs from the one registered "
+                            f"(SHA-256 {expected[:12]}...): the stored model folder was replaced")
+    return path
+
 def load_registered_model(name:str, # registered model name
                           alias:str|None=None, # alias to load; default 'champion' when no version is given
                           version:int|None=None, # version number, instead of an alias
@@ -193,15 +211,7 @@ def load_registered_model(name:str, # registered model name
             if alias not in aliases:
                 raise TrackingError(f"registered model {name!r} has no alias {alias!r}; its aliases: {', '.join(sorted(aliases)) or 'none'}")
             version = aliases[alias]
-        mv = client.get_model_version(name, str(version))
-        uri = client.get_model_version_download_uri(name, str(version))
-        with tempfile.TemporaryDirectory(prefix='recsys-model-') as d:
-            path = Path(mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=d, tracking_uri=cfg.tracking_uri))
-            expected = mv.tags.get('recsys.model_sha256')
-            if expected and (path/'manifest.json').is_file() and sha256_file(path/'manifest.json') != expected:
-                raise ArtifactError(f"the manifest of {name!r} version {mv.version} differs from the one registered "
-                                    f"(SHA-256 {expected[:12]}...): the stored model folder was replaced")
-            return load_model(path)
+    with tempfile.TemporaryDirectory(prefix='recsys-model-') as d: return load_model(download_version(name, version, d, profile))
 
 # %% ../nbs/08a_registry.ipynb #009f9416
 def set_version_report(name:str, # registered model name

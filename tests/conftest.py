@@ -112,3 +112,20 @@ def offline_prices(monkeypatch):
                         if hasattr(clients, 'get_products') or getattr(clients, 'pricing', None) is not None else offline)
     yield
     cost.clear_price_cache()
+
+
+def sagemaker_profiles_env(tmp_path, monkeypatch, bucket: str, region: str, **extra) -> None:
+    "The sagemaker and sagemaker-local profiles with their stores under tmp_path and moto's credentials; no inherited RECSYS_ or AWS_ variable."
+    import tempfile
+    from recsys_lib.sagemaker import cloud
+    monkeypatch.setattr(tempfile, 'tempdir', str(tmp_path))
+    for k in [k for k in os.environ if k.startswith(('RECSYS_', 'AWS_'))]: monkeypatch.delenv(k)
+    env = {'RECSYS_SETTINGS': str(ROOT/'settings.ini'), 'SAGEMAKER_VALIDATE_ROLE': 'false', 'AWS_ACCESS_KEY_ID': 'testing',
+           'AWS_SECRET_ACCESS_KEY': 'testing', 'AWS_DEFAULT_REGION': region,
+           'SAGEMAKER_USER_CONFIG_OVERRIDE': str(tmp_path/'sm-config.yaml'), **extra}
+    (tmp_path/'sm-config.yaml').write_text(cloud.TELEMETRY_OPT_OUT)
+    for profile in ('SAGEMAKER', 'SAGEMAKER_LOCAL'):
+        env.update({f'RECSYS_{profile}_RUNS_DIR': str(tmp_path/'runs'), f'RECSYS_{profile}_DATA_DIR': str(tmp_path/'data'),
+                    f'RECSYS_{profile}_S3_PREFIX': f's3://{bucket}/recsys'})
+        env.update({k.replace('RECSYS_LOCAL_', f'RECSYS_{profile}_'): v for k, v in isolated_tracking(tmp_path).items()})
+    for k, v in env.items(): monkeypatch.setenv(k, v)

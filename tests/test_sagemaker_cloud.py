@@ -16,7 +16,7 @@ from recsys_lib.sagemaker.cloud import AwsClients, SubmittedJob, attach_job, sub
 from recsys_lib.sagemaker.local import run_local_job
 from recsys_lib.settings import load_settings
 
-from conftest import BIN, ROOT, isolated_tracking, one_line_error
+from conftest import BIN, ROOT, one_line_error, sagemaker_profiles_env
 
 BUCKET, REGION = 'recsys-test-bucket', 'eu-west-1'
 
@@ -24,18 +24,7 @@ BUCKET, REGION = 'recsys-test-bucket', 'eu-west-1'
 @pytest.fixture
 def aws(tmp_path, monkeypatch):
     "moto's AWS with an empty bucket; the sagemaker and sagemaker-local profiles' stores under tmp_path."
-    import tempfile
-    monkeypatch.setattr(tempfile, 'tempdir', str(tmp_path))
-    for k in [k for k in os.environ if k.startswith(('RECSYS_', 'AWS_'))]: monkeypatch.delenv(k)
-    env = {'RECSYS_SETTINGS': str(ROOT/'settings.ini'), 'SAGEMAKER_VALIDATE_ROLE': 'false', 'AWS_ACCESS_KEY_ID': 'testing',
-           'AWS_SECRET_ACCESS_KEY': 'testing', 'AWS_DEFAULT_REGION': REGION,
-           'SAGEMAKER_USER_CONFIG_OVERRIDE': str(tmp_path/'sm-config.yaml')}
-    (tmp_path/'sm-config.yaml').write_text(cloud.TELEMETRY_OPT_OUT)
-    for profile in ('SAGEMAKER', 'SAGEMAKER_LOCAL'):
-        env.update({f'RECSYS_{profile}_RUNS_DIR': str(tmp_path/'runs'), f'RECSYS_{profile}_DATA_DIR': str(tmp_path/'data'),
-                    f'RECSYS_{profile}_S3_PREFIX': f's3://{BUCKET}/recsys'})
-        env.update({k.replace('RECSYS_LOCAL_', f'RECSYS_{profile}_'): v for k, v in isolated_tracking(tmp_path).items()})
-    for k, v in env.items(): monkeypatch.setenv(k, v)
+    sagemaker_profiles_env(tmp_path, monkeypatch, BUCKET, REGION)
     with moto.mock_aws():
         clients = cloud._mock_clients(REGION)
         clients.s3.create_bucket(Bucket=BUCKET, CreateBucketConfiguration={'LocationConstraint': REGION})

@@ -9,11 +9,11 @@ import moto
 import pytest
 
 from recsys_lib.core import ConfigError
-from recsys_lib.sagemaker import cloud, endpoint as E
+from recsys_lib.sagemaker import endpoint as E
 from recsys_lib.sagemaker.endpoint import EndpointClients, EndpointError, deploy, deploy_request, serve_local
 from recsys_lib.settings import load_settings
 
-from conftest import ROOT, isolated_tracking
+from conftest import ROOT, sagemaker_profiles_env
 
 BUCKET, REGION = 'recsys-test-bucket', 'eu-west-1'
 IMAGE = '111122223333.dkr.ecr.eu-west-1.amazonaws.com/recsys:1.0'
@@ -22,17 +22,8 @@ IMAGE = '111122223333.dkr.ecr.eu-west-1.amazonaws.com/recsys:1.0'
 @pytest.fixture
 def env(tmp_path, monkeypatch):
     "The sagemaker profiles with their stores under tmp_path, an image, moto-friendly instances; no inherited overrides."
-    import tempfile
-    monkeypatch.setattr(tempfile, 'tempdir', str(tmp_path))
-    for k in [k for k in os.environ if k.startswith(('RECSYS_', 'AWS_'))]: monkeypatch.delenv(k)
-    vals = {'RECSYS_SETTINGS': str(ROOT/'settings.ini'), 'AWS_ACCESS_KEY_ID': 'testing', 'AWS_SECRET_ACCESS_KEY': 'testing',
-            'AWS_DEFAULT_REGION': REGION, 'SAGEMAKER_USER_CONFIG_OVERRIDE': str(tmp_path/'sm-config.yaml'),
-            'RECSYS_SAGEMAKER_ENDPOINT_IMAGE_URI': IMAGE, 'RECSYS_SAGEMAKER_ENDPOINT_INSTANCE_TYPE': 'ml.c5.xlarge'}  # moto 5.2 knows no c6i
-    (tmp_path/'sm-config.yaml').write_text(cloud.TELEMETRY_OPT_OUT)
-    for profile in ('SAGEMAKER', 'SAGEMAKER_LOCAL'):
-        vals[f'RECSYS_{profile}_S3_PREFIX'] = f's3://{BUCKET}/recsys'
-        vals.update({k.replace('RECSYS_LOCAL_', f'RECSYS_{profile}_'): v for k, v in isolated_tracking(tmp_path).items()})
-    for k, v in vals.items(): monkeypatch.setenv(k, v)
+    sagemaker_profiles_env(tmp_path, monkeypatch, BUCKET, REGION, RECSYS_SAGEMAKER_ENDPOINT_IMAGE_URI=IMAGE,
+                           RECSYS_SAGEMAKER_ENDPOINT_INSTANCE_TYPE='ml.c5.xlarge')  # moto 5.2 knows no c6i
     return tmp_path
 
 

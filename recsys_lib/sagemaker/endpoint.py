@@ -16,7 +16,7 @@ from pathlib import Path
 
 from ..core import ConfigError, RecsysError, sha256_file
 from ..settings import SETTINGS_KEYS, Settings
-from ..models import ArtifactError, load_model
+from ..models import load_model
 from .cloud import JOB_NAME, aws_errors, has_local_storage, prepare_sdk, profile_tags, s3_split
 from .entrypoint import DEFAULT_ROOT, ROOT_ENV
 from .jobcode import require_sdk
@@ -169,22 +169,10 @@ def fetch_model(source, # 'NAME@ALIAS', 'NAME' (with `version`, else its champio
         folder = Path(source).resolve()
         if not folder.is_dir(): raise ConfigError(f"{source} is not a folder: expected a model artifact folder, or NAME@ALIAS of a registered model")
     else:
-        from recsys_lib.registry import get_version_by_alias
-        from recsys_lib.tracking import connect, store_errors
-        import mlflow
+        from recsys_lib.registry import download_version, get_version_by_alias
         if alias is not None and (version := get_version_by_alias(name, alias, settings)) is None:
             raise ConfigError(f"registered model {name!r} has no alias {alias!r}; pass another alias or a version")
-        cfg, client = connect(settings)
-        with store_errors(f"downloading {name!r} version {version}", cfg):
-            mv = client.get_model_version(name, str(version))
-            uri = client.get_model_version_download_uri(name, str(version))
-            Path(dest).mkdir(parents=True, exist_ok=True)
-            folder = Path(mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=str(dest), tracking_uri=cfg.tracking_uri))
-        expected = mv.tags.get('recsys.model_sha256')
-        if expected and (folder/'manifest.json').is_file() and sha256_file(folder/'manifest.json') != expected:
-            raise ArtifactError(f"the manifest of {name!r} version {version} differs from the one registered (SHA-256 {expected[:12]}...): "
-                                "the stored model folder was replaced; nothing was deployed")
-        version = int(version)
+        folder, version = download_version(name, version, dest, settings), int(version)  # its manifest checked against the registered one
     model = load_model(folder)   # verifies every file against the manifest, and that it loads
     return ModelSource(folder, name or folder.name, version, alias, sha256_file(folder/'manifest.json'), _first_user(model))
 
