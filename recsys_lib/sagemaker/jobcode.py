@@ -7,7 +7,7 @@ Docs: https://recsys-lib.github.io/recsys_lib/sagemaker_jobcode.html.md"""
 
 # %% ../../nbs/11d_sagemaker_jobcode.ipynb #50178e33
 from __future__ import annotations
-import logging, re, shutil, subprocess, sys, zipfile
+import fcntl, logging, re, shutil, subprocess, sys, zipfile
 from pathlib import Path
 
 from ..core import ConfigError, RecsysError
@@ -45,8 +45,12 @@ def build_wheel(dest:Path|str, # folder the wheel is written to
         raise ConfigError("recsys_lib is installed from a wheel, not a source checkout: pass the wheel to submit "
                           "(--wheel PATH or RECSYS_WHEEL)")
     dest = Path(dest); dest.mkdir(parents=True, exist_ok=True)
-    r = subprocess.run([sys.executable, '-m', 'pip', 'wheel', '--no-deps', '--no-build-isolation', '--quiet', '-w', str(dest), str(source)],
-                       capture_output=True, text=True)
+    lock = source/'build'/'.recsys-wheel.lock'  # setuptools builds in the checkout's build/: two builds at once would collide there
+    lock.parent.mkdir(exist_ok=True)
+    with open(lock, 'a') as held:
+        fcntl.flock(held, fcntl.LOCK_EX)  # released when the file closes
+        r = subprocess.run([sys.executable, '-m', 'pip', 'wheel', '--no-deps', '--no-build-isolation', '--quiet', '-w', str(dest), str(source)],
+                           capture_output=True, text=True)
     wheels = sorted(dest.glob('recsys_lib-*.whl'), key=lambda p: p.stat().st_mtime)
     if r.returncode or not wheels: raise RecsysError(f"building the recsys_lib wheel from {source} failed: {(r.stderr or r.stdout).strip()[-500:]}")
     return wheels[-1]
